@@ -1,0 +1,238 @@
+package registryauth
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption(AppName, parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("registry_auth_token", parseTokenDirective)
+	// Before respond, and so before reverse_proxy: a site can serve the
+	// token endpoint on one path and proxy the registry on the rest.
+	httpcaddyfile.RegisterDirectiveOrder("registry_auth_token", httpcaddyfile.Before, "respond")
+}
+
+// parseGlobalOption parses the registry_auth global option. It may appear
+// several times, once per policy name:
+//
+//	registry_auth [<name>] {
+//		issuer         <issuer>
+//		service        <name> [<name>...]
+//		token_lifetime <duration>
+//		signer {
+//			key_file    <path>
+//			cert_file   <path>
+//			algorithm   ES256|ES384|ES512|RS256|RS384|RS512
+//			header      x5c|kid
+//			key_id      <id>
+//			bundle_file <path>
+//			jwks_file   <path>
+//		}
+//		user     <name> <bcrypt-hash>
+//		user     <name> plaintext <password>
+//		htpasswd <path>
+//		group    <name> <member...>
+//		allow    <subject[,subject...]> <action[,action...]> <resource...>
+//		deny     <subject[,subject...]> <action[,action...]> <resource...>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if prev, ok := existing.(httpcaddyfile.App); ok {
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, err
+		}
+	}
+	if app.Policies == nil {
+		app.Policies = map[string]*PolicyConfig{}
+	}
+	d.Next() // the option name
+	name := DefaultPolicy
+	if d.NextArg() {
+		name = d.Val()
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	if _, dup := app.Policies[name]; dup {
+		return nil, d.Errf("registry_auth policy %q is defined twice", name)
+	}
+	pc := new(PolicyConfig)
+	if err := pc.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	app.Policies[name] = pc
+	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile reads the block of a registry_auth global option.
+func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	seen := map[string]bool{}
+	once := func() error {
+		if seen[d.Val()] {
+			return d.Errf("duplicate subdirective %q", d.Val())
+		}
+		seen[d.Val()] = true
+		return nil
+	}
+	for d.NextBlock(0) {
+		switch sub := d.Val(); sub {
+		case "issuer":
+			if err := once(); err != nil {
+				return err
+			}
+			if !d.AllArgs(&pc.Issuer) {
+				return d.ArgErr()
+			}
+		case "service":
+			if err := once(); err != nil {
+				return err
+			}
+			pc.Services = d.RemainingArgs()
+			if len(pc.Services) == 0 {
+				return d.ArgErr()
+			}
+		case "token_lifetime":
+			if err := once(); err != nil {
+				return err
+			}
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("token_lifetime: %v", err)
+			}
+			pc.TokenLifetime = caddy.Duration(dur)
+		case "signer":
+			if err := once(); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := pc.Signer.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "user":
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 2:
+				pc.Users = append(pc.Users, policy.User{Name: args[0], Password: args[1]})
+			case len(args) == 3 && args[1] == "plaintext":
+				pc.Users = append(pc.Users, policy.User{Name: args[0], Password: args[2], Plaintext: true})
+			default:
+				return d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
+			}
+		case "htpasswd":
+			var path string
+			if !d.AllArgs(&path) {
+				return d.ArgErr()
+			}
+			pc.HtpasswdFiles = append(pc.HtpasswdFiles, path)
+		case "group":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("want: group <name> <member...>")
+			}
+			if pc.Groups == nil {
+				pc.Groups = map[string][]string{}
+			}
+			if _, dup := pc.Groups[args[0]]; dup {
+				return d.Errf("group %q is defined twice", args[0])
+			}
+			pc.Groups[args[0]] = args[1:]
+		case "allow", "deny":
+			args := d.RemainingArgs()
+			if len(args) < 3 {
+				return d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", sub)
+			}
+			rule := policy.Rule{
+				Effect:    sub,
+				Subjects:  strings.Split(args[0], ","),
+				Actions:   strings.Split(args[1], ","),
+				Resources: args[2:],
+			}
+			// Check now, so the error names this line.
+			if _, err := policy.CompileRule(rule); err != nil {
+				return d.Errf("%s: %v", sub, err)
+			}
+			pc.Rules = append(pc.Rules, rule)
+		default:
+			return d.Errf("unknown registry_auth subdirective %q", sub)
+		}
+	}
+	return nil
+}
+
+func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	fields := map[string]*string{
+		"key_file":    &sc.KeyFile,
+		"cert_file":   &sc.CertFile,
+		"algorithm":   &sc.Algorithm,
+		"header":      &sc.Header,
+		"key_id":      &sc.KeyID,
+		"bundle_file": &sc.BundleFile,
+		"jwks_file":   &sc.JWKSFile,
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(1) {
+		dst, ok := fields[d.Val()]
+		if !ok {
+			return d.Errf("unknown signer subdirective %q", d.Val())
+		}
+		if seen[d.Val()] {
+			return d.Errf("duplicate signer subdirective %q", d.Val())
+		}
+		seen[d.Val()] = true
+		if !d.AllArgs(dst) {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}
+
+// parseTokenDirective parses the registry_auth_token directive:
+//
+//	registry_auth_token [<matcher>] {
+//		policy <name>
+//	}
+func parseTokenDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	th := new(TokenHandler)
+	err := th.UnmarshalCaddyfile(h.Dispenser)
+	return th, err
+}
+
+// UnmarshalCaddyfile reads the registry_auth_token directive.
+func (h *TokenHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "policy":
+			if h.Policy != "" {
+				return d.Errf("duplicate subdirective \"policy\"")
+			}
+			if !d.AllArgs(&h.Policy) {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unknown registry_auth_token subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var _ caddyfile.Unmarshaler = (*TokenHandler)(nil)

@@ -1,0 +1,214 @@
+// Package registryauth makes Caddy the front door of a private container
+// registry. The registry_auth app holds named policies (users, groups,
+// rules, and the key that signs tokens); the registry_auth_token handler is
+// the token endpoint of the distribution token-auth protocol.
+package registryauth
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+	"github.com/regauth/caddy-registry-auth/token"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+	caddy.RegisterModule(TokenHandler{})
+}
+
+// AppName is the app's module ID and its key under "apps" in JSON.
+const AppName = "registry_auth"
+
+// DefaultPolicy is the name of the policy a handler uses when it names none,
+// and of the policy the Caddyfile global option defines without a name.
+const DefaultPolicy = "default"
+
+// Defaults and limits of a policy.
+const (
+	DefaultIssuer        = "caddy-registry-auth"
+	DefaultTokenLifetime = 5 * time.Minute
+	// Registries and clients need a token to live at least a minute;
+	// tokens are bearer credentials, so they never live long.
+	MinTokenLifetime = time.Minute
+	MaxTokenLifetime = time.Hour
+)
+
+// App is the registry_auth app: the policies that token and proxy handlers
+// share, stated once per configuration.
+type App struct {
+	// Policies by name. A handler that names no policy uses "default".
+	Policies map[string]*PolicyConfig `json:"policies,omitempty"`
+
+	policies map[string]*Policy
+	logger   *zap.Logger
+}
+
+// PolicyConfig is one policy: who may log in, what they may do, and how
+// their tokens are made.
+type PolicyConfig struct {
+	// Issuer is the tokens' "iss" claim; the registry's auth.token.issuer
+	// must be the same. Default: "caddy-registry-auth".
+	Issuer string `json:"issuer,omitempty"`
+	// Services are the audiences tokens may be issued for: the registry's
+	// auth.token.service. A request for any other service is refused
+	// (400); a request that names none gets the first.
+	Services []string `json:"services,omitempty"`
+	// TokenLifetime is how long a token is valid: 1m to 1h, default 5m.
+	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+	// Signer is the signing key; by default one is generated and kept in
+	// Caddy's storage.
+	Signer SignerConfig `json:"signer,omitempty"`
+
+	// Users, groups and rules. Passwords, password files and key files may
+	// use global placeholders such as {env.VAR} and {file./path}, expanded
+	// when the configuration loads.
+	policy.Config
+}
+
+// Policy is a provisioned policy, what handlers work with.
+type Policy struct {
+	Name     string
+	Issuer   string
+	Services []string
+	Lifetime time.Duration
+	Signer   *token.Signer
+	Rules    *policy.Policy
+	export   SignerConfig
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: AppName, New: func() caddy.Module { return new(App) }}
+}
+
+// Provision compiles every policy and loads (or generates) its key.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.policies = make(map[string]*Policy, len(a.Policies))
+	names := make([]string, 0, len(a.Policies))
+	for name := range a.Policies {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p, err := a.Policies[name].provision(ctx, name, a.logger)
+		if err != nil {
+			return fmt.Errorf("policy %q: %v", name, err)
+		}
+		a.policies[name] = p
+	}
+	return nil
+}
+
+func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Logger) (*Policy, error) {
+	if pc == nil {
+		return nil, fmt.Errorf("empty policy")
+	}
+	p := &Policy{Name: name, Issuer: pc.Issuer, Services: pc.Services, Lifetime: time.Duration(pc.TokenLifetime)}
+	if p.Issuer == "" {
+		p.Issuer = DefaultIssuer
+	}
+	if p.Lifetime == 0 {
+		p.Lifetime = DefaultTokenLifetime
+	}
+	if p.Lifetime < MinTokenLifetime || p.Lifetime > MaxTokenLifetime {
+		return nil, fmt.Errorf("token_lifetime: %s is outside %s to %s", p.Lifetime, MinTokenLifetime, MaxTokenLifetime)
+	}
+	if len(p.Services) == 0 {
+		return nil, fmt.Errorf("services: name at least one (the registry's auth.token.service)")
+	}
+	for i, s := range p.Services {
+		if s == "" {
+			return nil, fmt.Errorf("services[%d]: empty", i)
+		}
+	}
+
+	// Secrets come from the environment or files, never the config text.
+	repl := caddy.NewReplacer()
+	cfg := pc.Config
+	cfg.Users = append([]policy.User(nil), pc.Users...)
+	for i := range cfg.Users {
+		cfg.Users[i].Password = repl.ReplaceKnown(cfg.Users[i].Password, "")
+	}
+	cfg.HtpasswdFiles = make([]string, len(pc.HtpasswdFiles))
+	for i, f := range pc.HtpasswdFiles {
+		cfg.HtpasswdFiles[i] = repl.ReplaceKnown(f, "")
+	}
+	rules, warnings, err := policy.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		logger.Warn(w, zap.String("policy", name))
+	}
+	p.Rules = rules
+
+	sc := pc.Signer
+	sc.KeyFile, sc.CertFile = repl.ReplaceKnown(sc.KeyFile, ""), repl.ReplaceKnown(sc.CertFile, "")
+	if p.Signer, err = sc.load(ctx, name); err != nil {
+		return nil, fmt.Errorf("signer: %v", err)
+	}
+	p.export = sc
+	return p, nil
+}
+
+// Start writes the public certificate bundles and key sets that policies
+// are configured to export, for registries to read.
+func (a *App) Start() error {
+	for _, p := range a.policies {
+		if err := p.export.export(p.Signer); err != nil {
+			return fmt.Errorf("policy %q: %v", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// Stop does nothing: the app holds no goroutines or listeners.
+func (a *App) Stop() error { return nil }
+
+// Policy returns the provisioned policy called name.
+func (a *App) Policy(name string) (*Policy, error) {
+	if name == "" {
+		name = DefaultPolicy
+	}
+	p, ok := a.policies[name]
+	if !ok {
+		return nil, fmt.Errorf("no registry_auth policy named %q is configured", name)
+	}
+	return p, nil
+}
+
+// policyFromContext finds the named policy of the registry_auth app, for
+// handlers. It fails clearly when the app is not configured at all.
+func policyFromContext(ctx caddy.Context, name string) (*Policy, error) {
+	appIface, err := ctx.AppIfConfigured(AppName)
+	if err != nil {
+		return nil, fmt.Errorf("the %s app is not configured: add a registry_auth global option (or apps.%s in JSON): %v", AppName, AppName, err)
+	}
+	return appIface.(*App).Policy(name)
+}
+
+// Audience returns the service a token is for: the requested one if it is
+// configured, the first configured one if none was requested.
+func (p *Policy) Audience(requested string) (string, bool) {
+	if requested == "" {
+		return p.Services[0], true
+	}
+	for _, s := range p.Services {
+		if s == requested {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,150 @@
+// Package policy decides who may log in and what each subject may do to
+// which repository. It knows nothing of Caddy or HTTP: it takes a Config,
+// checks it strictly, and answers Authenticate and Authorize.
+package policy
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/regauth/caddy-registry-auth/token"
+)
+
+// Config is the users, groups and rules of one policy. Nothing is allowed
+// unless a rule allows it.
+type Config struct {
+	// Users stated inline.
+	Users []User `json:"users,omitempty"`
+	// HtpasswdFiles are files of name:bcrypt-hash lines, the format the
+	// registry's own htpasswd auth reads. A name may be defined once
+	// across the inline users and all files.
+	HtpasswdFiles []string `json:"htpasswd_files,omitempty"`
+	// Groups maps a group name to its members' user names.
+	Groups map[string][]string `json:"groups,omitempty"`
+	// Rules allow and deny actions. See Rule.
+	Rules []Rule `json:"rules,omitempty"`
+}
+
+// Policy is a compiled Config, safe for concurrent use.
+type Policy struct {
+	users     map[string][]byte
+	dummyHash []byte
+	groupsOf  map[string][]string
+	rules     []compiledRule
+	compares  atomic.Int64
+}
+
+// Compile checks cfg and prepares it for fast evaluation. Warnings are
+// things that work but deserve the operator's attention.
+func Compile(cfg Config) (p *Policy, warnings []string, err error) {
+	p = &Policy{users: map[string][]byte{}, groupsOf: map[string][]string{}}
+	var costs []int
+	var plaintext []User
+	add := func(where string, u User) error {
+		if err := checkName(u.Name); err != nil {
+			return fmt.Errorf("%s: %v", where, err)
+		}
+		if _, dup := p.users[u.Name]; dup {
+			return fmt.Errorf("%s: user %q is defined twice", where, u.Name)
+		}
+		if u.Plaintext {
+			if u.Password == "" {
+				return fmt.Errorf("%s: user %q has an empty password", where, u.Name)
+			}
+			p.users[u.Name] = nil // hashed below, at the typical cost
+			plaintext = append(plaintext, u)
+			warnings = append(warnings, fmt.Sprintf("%s: user %q has a plaintext password; store a bcrypt hash instead", where, u.Name))
+			return nil
+		}
+		cost, err := checkHash(u.Password)
+		if err != nil {
+			return fmt.Errorf("%s: user %q: %v", where, u.Name, err)
+		}
+		costs = append(costs, cost)
+		p.users[u.Name] = []byte(u.Password)
+		return nil
+	}
+	for i, u := range cfg.Users {
+		if err := add(fmt.Sprintf("users[%d]", i), u); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, path := range cfg.HtpasswdFiles {
+		users, err := readHtpasswd(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("htpasswd_files[%d]: %v", i, err)
+		}
+		for _, u := range users {
+			if err := add(fmt.Sprintf("htpasswd_files[%d] (%s)", i, path), u); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+
+	// Every known user is checked with bcrypt at one cost, and unknown
+	// users against a dummy hash of that cost: timing tells nothing.
+	cost := typicalCost(costs)
+	for _, u := range plaintext {
+		h, err := bcrypt.GenerateFromPassword([]byte(u.Password), cost)
+		if err != nil {
+			return nil, nil, fmt.Errorf("user %q: %v", u.Name, err)
+		}
+		p.users[u.Name] = h
+	}
+	if p.dummyHash, err = bcrypt.GenerateFromPassword([]byte(token.RandomID()), cost); err != nil {
+		return nil, nil, err
+	}
+
+	for group, members := range cfg.Groups {
+		if group == "" {
+			return nil, nil, fmt.Errorf("groups: empty group name")
+		}
+		for i, m := range members {
+			if _, ok := p.users[m]; !ok {
+				warnings = append(warnings, fmt.Sprintf("groups[%q][%d]: no user %q is defined", group, i, m))
+			}
+			p.groupsOf[m] = append(p.groupsOf[m], group)
+		}
+	}
+
+	for i, r := range cfg.Rules {
+		c, err := CompileRule(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rules[%d]: %v", i, err)
+		}
+		p.rules = append(p.rules, c)
+	}
+	return p, warnings, nil
+}
+
+// Authorize returns the part of requested that id holds: for each
+// resource, the union of the actions of matching allow rules minus those
+// of matching deny rules, intersected with what was asked. A requested "*"
+// means every action held. Resources with nothing granted are left out.
+func (p *Policy) Authorize(id Identity, requested []token.Scope) []token.Scope {
+	granted := make([]token.Scope, 0, len(requested))
+	for _, want := range requested {
+		var allowed, denied token.Actions
+		for i := range p.rules {
+			r := &p.rules[i]
+			if !r.who.match(id) {
+				continue
+			}
+			if a := r.holds(want, id.Name); r.deny {
+				denied |= a
+			} else {
+				allowed |= a
+			}
+		}
+		if denied != 0 {
+			// After any deny the subject no longer holds "every action".
+			allowed &^= denied | token.All
+		}
+		if g := allowed & want.Actions; g != 0 {
+			granted = append(granted, token.Scope{Type: want.Type, Name: want.Name, Actions: g})
+		}
+	}
+	return granted
+}

@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// User is one account stated inline in the configuration.
+type User struct {
+	// Name is the login name. It may not contain ":" (Basic credentials
+	// split at the first one) and may not be empty.
+	Name string `json:"name"`
+	// Password is a bcrypt hash ($2a$, $2b$ or $2y$, as made by
+	// `caddy hash-password` or `htpasswd -B`), unless Plaintext is set.
+	Password string `json:"password"`
+	// Plaintext marks Password as the password itself. It is hashed at
+	// load and a warning is logged: prefer a hash.
+	Plaintext bool `json:"plaintext,omitempty"`
+}
+
+// Identity is who a request is from. The zero value is anonymous.
+type Identity struct {
+	Name   string
+	Groups []string
+}
+
+// Anonymous reports whether the request carried no credentials.
+func (id Identity) Anonymous() bool { return id.Name == "" }
+
+// defaultCost is the bcrypt cost used for plaintext passwords and the
+// dummy hash when no stored hash says otherwise.
+const defaultCost = bcrypt.DefaultCost
+
+// checkName refuses names no Basic header can carry.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty user name")
+	case strings.ContainsAny(name, ":\r\n"):
+		return fmt.Errorf("user name %q contains ':' or a line break", name)
+	}
+	return nil
+}
+
+// checkHash accepts only bcrypt hashes, the one format both registry
+// htpasswd files and this plugin use.
+func checkHash(hash string) (cost int, err error) {
+	if !strings.HasPrefix(hash, "$2a$") && !strings.HasPrefix(hash, "$2b$") && !strings.HasPrefix(hash, "$2y$") {
+		return 0, fmt.Errorf("not a bcrypt hash ($2a$, $2b$ or $2y$); set plaintext to use a password as it is")
+	}
+	cost, err = bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return 0, fmt.Errorf("malformed bcrypt hash: %v", err)
+	}
+	return cost, nil
+}
+
+// readHtpasswd reads name:bcrypt-hash lines; blank lines and lines starting
+// with # are skipped. Errors name the file and line, never the hash.
+func readHtpasswd(path string) ([]User, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var users []User
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		name, hash, ok := strings.Cut(text, ":")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: want name:hash", path, line)
+		}
+		if err := checkName(name); err != nil {
+			return nil, fmt.Errorf("%s:%d: %v", path, line, err)
+		}
+		if _, err := checkHash(hash); err != nil {
+			return nil, fmt.Errorf("%s:%d: user %q: %v", path, line, name, err)
+		}
+		users = append(users, User{Name: name, Password: hash})
+	}
+	return users, sc.Err()
+}
+
+// typicalCost is the median cost of the stored hashes, so that the dummy
+// hash an unknown user is checked against costs what a real one does.
+func typicalCost(costs []int) int {
+	if len(costs) == 0 {
+		return defaultCost
+	}
+	sort.Ints(costs)
+	return costs[len(costs)/2]
+}
+
+// Authenticate checks a name and password. Every call runs exactly one
+// bcrypt compare, against a dummy hash for unknown users, so that an
+// unknown name costs the same time and gives the same answer as a wrong
+// password. bcrypt's compare is itself constant-time, and a stored hash
+// given as the password simply fails to match.
+func (p *Policy) Authenticate(name, password string) (Identity, bool) {
+	hash, known := p.users[name]
+	if !known {
+		hash = p.dummyHash
+	}
+	p.compares.Add(1)
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	if !ok || !known {
+		return Identity{}, false
+	}
+	return Identity{Name: name, Groups: p.groupsOf[name]}, true
+}
+
+// Compares counts the bcrypt compares run so far (tests use it to prove
+// that unknown users take the same path as known ones).
+func (p *Policy) Compares() int64 { return p.compares.Load() }

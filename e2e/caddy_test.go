@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"golang.org/x/crypto/bcrypt"
+
+	_ "github.com/regauth/caddy-registry-auth"
+)
+
+// The test users. Their hashes are made at the lowest bcrypt cost to keep
+// the suite fast; the cost does not change any behaviour under test.
+var passwords = map[string]string{
+	"admin":  "admin-secret",
+	"alice":  "alice-secret",
+	"reader": "reader-secret",
+}
+
+const (
+	service = "registry.test"
+	issuer  = "caddy-registry-auth-e2e"
+)
+
+// env is what every end-to-end test shares: one Caddy with the plugin.
+type env struct {
+	dir       string // temporary directory for this run
+	caddyPort int
+	bundle    string // path of the certificate bundle Caddy exported
+	realm     string // absolute URL of the token endpoint
+}
+
+var shared *env
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "regauth-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// Caddy must not touch the user's real config or data directories.
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+
+	e := &env{dir: dir, caddyPort: freePort()}
+	e.bundle = filepath.Join(dir, "token-certs.pem")
+	e.realm = fmt.Sprintf("http://localhost:%d/auth/token", e.caddyPort)
+	if err := e.startCaddy(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting caddy:", err)
+		e.dumpLog()
+		return 1
+	}
+	defer caddy.Stop() //nolint:errcheck
+	shared = e
+	code := m.Run()
+	if code != 0 || os.Getenv("E2E_SHOW_LOG") != "" {
+		e.dumpLog()
+	}
+	return code
+}
+
+func (e *env) caddyfile() string {
+	var users strings.Builder
+	for name, pw := range passwords {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(&users, "\t\tuser %s %s\n", name, h)
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %[1]d
+	auto_https off
+	skip_install_trust
+	storage file_system %[2]s/storage
+	log {
+		output file %[2]s/caddy.log
+		level DEBUG
+	}
+	registry_auth {
+		service %[3]s
+		issuer %[4]s
+		signer {
+			bundle_file %[5]s
+		}
+%[6]s
+		allow user:admin * ** registry:catalog
+		allow user:alice pull,push alice/** public/**
+		allow user:reader pull alice/**
+		allow everyone pull public/**
+	}
+}
+
+http://localhost:%[1]d {
+	handle /auth/* {
+		registry_auth_token
+	}
+	respond 404
+}
+`, e.caddyPort, e.dir, service, issuer, e.bundle, users.String())
+}
+
+func (e *env) startCaddy() error {
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(e.caddyfile()), nil)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, "caddyfile warning:", w.String())
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return err
+	}
+	return waitHTTP(fmt.Sprintf("http://localhost:%d/auth/certs.pem", e.caddyPort), http.StatusOK)
+}
+
+func (e *env) dumpLog() {
+	data, err := os.ReadFile(filepath.Join(e.dir, "caddy.log"))
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	fmt.Fprintln(os.Stderr, "--- last lines of the Caddy log ---")
+	fmt.Fprintln(os.Stderr, strings.Join(lines, "\n"))
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitHTTP polls url until it answers with the status, for up to 30 s.
+func waitHTTP(url string, status int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %d, want %d", url, resp.StatusCode, status)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}

@@ -2,21 +2,14 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"golang.org/x/crypto/bcrypt"
-
-	_ "github.com/regauth/caddy-registry-auth"
 )
 
 // The test users. Their hashes are made at the lowest bcrypt cost to keep
@@ -57,7 +50,7 @@ func runMain(m *testing.M) int {
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 
-	e := &env{dir: dir, caddyPort: freePort()}
+	e := &env{dir: dir, caddyPort: FreePort()}
 	e.bundle = filepath.Join(dir, "token-certs.pem")
 	e.realm = fmt.Sprintf("http://localhost:%d/auth/token", e.caddyPort)
 	if err := e.startCaddy(); err != nil {
@@ -85,6 +78,7 @@ func (e *env) caddyfile() string {
 	}
 	return fmt.Sprintf(`{
 	admin localhost:2999
+	persist_config off
 	http_port %[1]d
 	auto_https off
 	skip_install_trust
@@ -117,17 +111,10 @@ http://localhost:%[1]d {
 }
 
 func (e *env) startCaddy() error {
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(e.caddyfile()), nil)
-	if err != nil {
+	if err := StartCaddy(e.caddyfile()); err != nil {
 		return err
 	}
-	for _, w := range warnings {
-		fmt.Fprintln(os.Stderr, "caddyfile warning:", w.String())
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		return err
-	}
-	return waitHTTP(fmt.Sprintf("http://localhost:%d/auth/certs.pem", e.caddyPort), http.StatusOK)
+	return WaitHTTP(fmt.Sprintf("http://localhost:%d/auth/certs.pem", e.caddyPort), http.StatusOK)
 }
 
 func (e *env) dumpLog() {
@@ -141,34 +128,4 @@ func (e *env) dumpLog() {
 	}
 	fmt.Fprintln(os.Stderr, "--- last lines of the Caddy log ---")
 	fmt.Fprintln(os.Stderr, strings.Join(lines, "\n"))
-}
-
-// freePort asks the kernel for a free loopback port.
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitHTTP polls url until it answers with the status, for up to 30 s.
-func waitHTTP(url string, status int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return nil
-			}
-			last = fmt.Errorf("%s answered %d, want %d", url, resp.StatusCode, status)
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
 }

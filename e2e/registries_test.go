@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,13 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/auth/token"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
-	"github.com/sirupsen/logrus"
 )
 
 // registry is a running registry under test.
@@ -29,54 +20,24 @@ type registry struct {
 // registryBinary is the Debian docker-registry package's binary (2.8).
 const registryBinary = "/usr/bin/docker-registry"
 
-// registryConfig is one config.yml both families read: token auth that
-// trusts the certificate bundle Caddy exported.
-func registryConfig(e *env, addr, storage string) string {
-	return fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-%s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-  secret: e2e-secret
-auth:
-  token:
-    realm: %s
-    service: %s
-    issuer: %s
-    rootcertbundle: %s
-`, storage, addr, e.realm, service, issuer, e.bundle)
+func (e *env) registryConfig(addr, storage string) RegistryConfig {
+	return RegistryConfig{Addr: addr, Storage: storage, Realm: e.realm, Service: service, Issuer: issuer, Bundle: e.bundle}
 }
 
 // startV3 runs distribution v3 in this process with in-memory storage.
 func startV3(t *testing.T, e *env) *registry {
 	t.Helper()
-	logrus.SetLevel(logrus.WarnLevel)
-	logrus.SetOutput(io.Discard)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	cfg, err := configuration.Parse(strings.NewReader(registryConfig(e, l.Addr().String(), "  inmemory: {}")))
+	stop, err := StartV3(l, e.registryConfig(l.Addr().String(), InMemoryStorage))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	app := handlers.NewApp(ctx, cfg)
-	srv := &http.Server{Handler: app}
-	go srv.Serve(l) //nolint:errcheck
-	t.Cleanup(func() { srv.Close(); cancel() })
-	r := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", port)}
-	if err := waitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
+	t.Cleanup(stop)
+	r := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", l.Addr().(*net.TCPAddr).Port)}
+	if err := WaitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -90,11 +51,10 @@ func startV28(t *testing.T, e *env) *registry {
 		t.Fatalf("registry 2.8 binary missing (%v): install it with `apt-get install docker-registry`", err)
 	}
 	dir := t.TempDir()
-	port := freePort()
+	port := FreePort()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	storage := fmt.Sprintf("  filesystem:\n    rootdirectory: %s", filepath.Join(dir, "data"))
 	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(registryConfig(e, addr, storage)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(e.registryConfig(addr, FilesystemStorage(filepath.Join(dir, "data"))).YAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "registry.log")
@@ -118,7 +78,7 @@ func startV28(t *testing.T, e *env) *registry {
 		}
 	})
 	r := &registry{family: "v2.8", host: fmt.Sprintf("localhost:%d", port)}
-	if err := waitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
+	if err := WaitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
 		t.Fatal(err)
 	}
 	return r

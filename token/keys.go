@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -167,8 +168,12 @@ func DistributionThumbprint(pub crypto.PublicKey) (string, error) {
 	var payload string
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
+		x, y, err := ecCoordinates(k)
+		if err != nil {
+			return "", err
+		}
 		payload = fmt.Sprintf(`{"crv":"%s","kty":"EC","x":"%s","y":"%s"}`, k.Curve.Params().Name,
-			b64(k.X.Bytes()), b64(k.Y.Bytes()))
+			b64(bytes.TrimLeft(x, "\x00")), b64(bytes.TrimLeft(y, "\x00")))
 	case *rsa.PublicKey:
 		payload = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`,
 			b64(big.NewInt(int64(k.E)).Bytes()), b64(k.N.Bytes()))
@@ -177,6 +182,16 @@ func DistributionThumbprint(pub crypto.PublicKey) (string, error) {
 	}
 	sum := sha256.Sum256([]byte(payload))
 	return b64(sum[:]), nil
+}
+
+// ecCoordinates returns a point's coordinates padded to the curve size.
+func ecCoordinates(pub *ecdsa.PublicKey) (x, y []byte, err error) {
+	point, err := pub.Bytes() // 0x04 || X || Y
+	if err != nil {
+		return nil, nil, err
+	}
+	size := (len(point) - 1) / 2
+	return point[1 : 1+size], point[1+size:], nil
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -200,9 +215,12 @@ func publicJWK(pub crypto.PublicKey, alg, kid string) (jwk, error) {
 	case *ecdsa.PublicKey:
 		// RFC 7518 §6.2.1.2: coordinates are padded to the curve size;
 		// JWKS readers such as go-jose refuse shorter ones.
-		size := (p.Curve.Params().BitSize + 7) / 8
+		x, y, err := ecCoordinates(p)
+		if err != nil {
+			return k, err
+		}
 		k.Kty, k.Crv = "EC", p.Curve.Params().Name
-		k.X, k.Y = b64(p.X.FillBytes(make([]byte, size))), b64(p.Y.FillBytes(make([]byte, size)))
+		k.X, k.Y = b64(x), b64(y)
 	case *rsa.PublicKey:
 		k.Kty = "RSA"
 		k.N, k.E = b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())

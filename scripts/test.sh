@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every check and test. A skipped test fails the run: the end-to-end
+# tests must never pass by not running (a missing registry binary, say).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+bad=$(gofmt -l .)
+if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+(cd e2e && go vet ./...)
+
+echo "== staticcheck"
+if ! command -v staticcheck >/dev/null; then
+	echo "staticcheck is not installed: go install honnef.co/go/tools/cmd/staticcheck@latest" >&2
+	exit 1
+fi
+staticcheck ./...
+(cd e2e && staticcheck ./...)
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# run_tests DIR: go test in DIR, the whole output kept in $log, a summary shown.
+run_tests() {
+	set +e
+	(cd "$1" && go test -count=1 -v -timeout 30m ./... 2>&1) | tee -a "$log" |
+		grep --line-buffered -E '^(--- FAIL|--- SKIP|FAIL|ok|PASS|panic)|^ +--- (FAIL|SKIP)'
+	local status=${PIPESTATUS[0]}
+	set -e
+	return "$status"
+}
+status=0
+echo "== unit tests"
+run_tests . || status=1
+echo "== end-to-end tests"
+run_tests e2e || status=1
+
+if [ "$status" != 0 ] || grep -E -- '--- FAIL' "$log" >/dev/null; then
+	echo "== FAILED: details"
+	grep -E -B2 -A20 -- '--- FAIL' "$log" | head -200
+	exit 1
+fi
+if grep -E -- '--- SKIP' "$log"; then
+	echo "== FAILED: the tests above were skipped; every test must run" >&2
+	exit 1
+fi
+passed=$(grep -cE -- '^\s*--- PASS' "$log" || true)
+echo "$passed passed, 0 failed"

@@ -120,6 +120,7 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+			pc.Signer = new(SignerConfig)
 			if err := pc.Signer.unmarshalCaddyfile(d); err != nil {
 				return err
 			}

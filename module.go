@@ -62,7 +62,7 @@ type PolicyConfig struct {
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
 	// Signer is the signing key; by default one is generated and kept in
 	// Caddy's storage.
-	Signer SignerConfig `json:"signer,omitempty"`
+	Signer *SignerConfig `json:"signer,omitempty"`
 
 	// Users, groups and rules. Passwords, password files and key files may
 	// use global placeholders such as {env.VAR} and {file./path}, expanded
@@ -148,7 +148,10 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 	}
 	p.Rules = rules
 
-	sc := pc.Signer
+	var sc SignerConfig
+	if pc.Signer != nil {
+		sc = *pc.Signer
+	}
 	sc.KeyFile, sc.CertFile = repl.ReplaceKnown(sc.KeyFile, ""), repl.ReplaceKnown(sc.CertFile, "")
 	if p.Signer, err = sc.load(ctx, name); err != nil {
 		return nil, fmt.Errorf("signer: %v", err)

@@ -1,0 +1,114 @@
+package registryauth
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the Caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+var update = flag.Bool("update", false, "rewrite the JSON half of the golden adapt files")
+
+// adapt runs the Caddyfile adapter on text and returns indented JSON.
+func adapt(t *testing.T, text string) (string, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String(), nil
+}
+
+// TestCaddyfileAdapt checks each golden file in testdata/caddyfile_adapt:
+// a Caddyfile, a line of dashes, and the JSON it must adapt to.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, _ := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no golden files found")
+	}
+	const sep = "\n----------\n"
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			caddyfile, want, ok := strings.Cut(string(data), sep)
+			if !ok {
+				t.Fatalf("%s has no %q separator", f, strings.TrimSpace(sep))
+			}
+			got, err := adapt(t, caddyfile)
+			if err != nil {
+				t.Fatalf("adapting: %v", err)
+			}
+			if *update {
+				if err := os.WriteFile(f, []byte(caddyfile+sep+got+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs from the golden file.\ngot:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestCaddyfileErrors checks that broken Caddyfiles are refused with a
+// message that names the line and the field at fault.
+func TestCaddyfileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+		line             int // the line the error must name, 0 for any
+	}{
+		{"unknown subdirective", "registry_auth {\n\tservice r\n\tallow_all yes\n}", `unknown registry_auth subdirective "allow_all"`, 4},
+		{"duplicate issuer", "registry_auth {\n\tissuer a\n\tissuer b\n}", `duplicate subdirective "issuer"`, 4},
+		{"duplicate service", "registry_auth {\n\tservice a\n\tservice b\n}", `duplicate subdirective "service"`, 4},
+		{"service without name", "registry_auth {\n\tservice\n}", ``, 3},
+		{"bad duration", "registry_auth {\n\ttoken_lifetime soon\n}", `token_lifetime`, 3},
+		{"unknown signer field", "registry_auth {\n\tsigner {\n\t\tkey /k\n\t}\n}", `unknown signer subdirective "key"`, 4},
+		{"duplicate signer field", "registry_auth {\n\tsigner {\n\t\tkey_file /a\n\t\tkey_file /b\n\t}\n}", `duplicate signer subdirective "key_file"`, 5},
+		{"user without hash", "registry_auth {\n\tuser alice\n}", `want: user <name> <bcrypt-hash>`, 3},
+		{"user with junk", "registry_auth {\n\tuser alice secret extra\n}", `want: user`, 3},
+		{"group without members", "registry_auth {\n\tgroup devs\n}", `want: group`, 3},
+		{"duplicate group", "registry_auth {\n\tgroup devs a\n\tgroup devs b\n}", `group "devs" is defined twice`, 4},
+		{"rule too short", "registry_auth {\n\tallow everyone pull\n}", `want: allow`, 3},
+		{"unknown action", "registry_auth {\n\tallow everyone pul public/**\n}", `allow: actions[0]: unknown action "pul"`, 3},
+		{"unknown subject", "registry_auth {\n\tdeny alice pull **\n}", `deny: subjects[0]: unknown subject "alice"`, 3},
+		{"bad regexp", "registry_auth {\n\tallow everyone pull regexp:(\n}", `allow: resources[0]`, 3},
+		{"catalog without star", "registry_auth {\n\tallow everyone pull registry:catalog\n}", `allow: resources[0]: registry:catalog is granted with the action * only`, 3},
+		{"policy defined twice", "registry_auth {\n\tservice a\n}\nregistry_auth {\n\tservice b\n}", `policy "default" is defined twice`, 5},
+		{"token directive arg", ":80 {\n\tregistry_auth_token extra\n}", `wrong argument count`, 2},
+		{"token unknown subdirective", ":80 {\n\tregistry_auth_token {\n\t\tpolcy x\n\t}\n}", `unknown registry_auth_token subdirective "polcy"`, 3},
+		{"token duplicate policy", ":80 {\n\tregistry_auth_token {\n\t\tpolicy x\n\t\tpolicy y\n\t}\n}", `duplicate subdirective "policy"`, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := tc.body
+			if strings.HasPrefix(body, "registry_auth") {
+				body = "{\n" + body + "\n}\n"
+			}
+			_, err := adapt(t, body)
+			if err == nil {
+				t.Fatalf("adapted without error, want one containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+			if at := fmt.Sprintf("Caddyfile:%d", tc.line); tc.line != 0 && !strings.HasSuffix(err.Error(), at) {
+				t.Fatalf("error %q does not name %s", err, at)
+			}
+		})
+	}
+}

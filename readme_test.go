@@ -1,0 +1,38 @@
+package registryauth
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestREADMECoversCaddyfile fails when a Caddyfile subdirective the parser
+// knows is missing from the README's reference, so docs cannot drift.
+func TestREADMECoversCaddyfile(t *testing.T) {
+	src, err := os.ReadFile("caddyfile.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)(?:case|^\t\t)\s*"([a-z_]+)"(?:,\s*"([a-z_]+)")?:`)
+	var names []string
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		names = append(names, m[1])
+		if m[2] != "" {
+			names = append(names, m[2])
+		}
+	}
+	t.Logf("subdirectives: %v", names)
+	if len(names) < 15 {
+		t.Fatalf("found only %d subdirectives in caddyfile.go (%v): the pattern is stale", len(names), names)
+	}
+	for _, n := range names {
+		if !strings.Contains(string(readme), "\t"+n+" ") && !strings.Contains(string(readme), "`"+n+"`") {
+			t.Errorf("README.md does not document the subdirective %q", n)
+		}
+	}
+}

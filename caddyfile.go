@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/regauth/caddy-registry-auth/policy"
 )
@@ -19,6 +20,8 @@ func init() {
 	// Before respond, and so before reverse_proxy: a site can serve the
 	// token endpoint on one path and proxy the registry on the rest.
 	httpcaddyfile.RegisterDirectiveOrder("registry_auth_token", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("registry_auth_proxy", parseProxyDirective)
+	httpcaddyfile.RegisterDirectiveOrder("registry_auth_proxy", httpcaddyfile.Before, "reverse_proxy")
 }
 
 // parseGlobalOption parses the registry_auth global option. It may appear
@@ -233,6 +236,67 @@ func (h *TokenHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseProxyDirective parses the registry_auth_proxy directive:
+//
+//	registry_auth_proxy [<matcher>] {
+//		policy     <name>
+//		service    <name>
+//		token_path <path>
+//		realm      <url>
+//		upstream   <address...> {
+//			<any reverse_proxy subdirective>
+//		}
+//	}
+func parseProxyDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	ph := new(ProxyHandler)
+	h.Next() // the directive name
+	if h.NextArg() {
+		return nil, h.ArgErr()
+	}
+	seen := map[string]bool{}
+	for h.NextBlock(0) {
+		sub := h.Val()
+		if seen[sub] {
+			return nil, h.Errf("duplicate subdirective %q", sub)
+		}
+		seen[sub] = true
+		var dst *string
+		switch sub {
+		case "policy":
+			dst = &ph.Policy
+		case "service":
+			dst = &ph.Service
+		case "token_path":
+			dst = &ph.TokenPath
+		case "realm":
+			dst = &ph.Realm
+		case "upstream":
+			// The block is reverse_proxy's own, parsed by reverse_proxy.
+			rp := new(reverseproxy.Handler)
+			if err := rp.UnmarshalCaddyfile(h.NewFromNextSegment()); err != nil {
+				return nil, err
+			}
+			if err := rp.FinalizeUnmarshalCaddyfile(h); err != nil {
+				return nil, err
+			}
+			if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
+				return nil, h.Errf("upstream: name the registry's address")
+			}
+			ph.Upstream = caddyconfig.JSON(rp, nil)
+			continue
+		default:
+			return nil, h.Errf("unknown registry_auth_proxy subdirective %q", sub)
+		}
+		if !h.AllArgs(dst) {
+			return nil, h.ArgErr()
+		}
+	}
+	if ph.Upstream == nil {
+		return nil, h.Err("registry_auth_proxy needs an upstream (the registry's address)")
+	}
+	return ph, nil
 }
 
 // Interface guards.

@@ -25,12 +25,30 @@ const (
 	issuer  = "caddy-registry-auth-e2e"
 )
 
-// env is what every end-to-end test shares: one Caddy with the plugin.
+// env is what every end-to-end test shares: one Caddy with the plugin,
+// serving the token endpoint on caddyPort and one proxy site per slot.
 type env struct {
 	dir       string // temporary directory for this run
 	caddyPort int
 	bundle    string // path of the certificate bundle Caddy exported
 	realm     string // absolute URL of the token endpoint
+	slots     []*proxySlot
+}
+
+// proxySlot is a registry behind a registry_auth_proxy site. The ports are
+// fixed before Caddy starts; the registry starts in its test.
+type proxySlot struct {
+	family       string // "v3" or "v2.8"
+	registryAuth bool   // the registry itself checks our tokens
+	registryPort int
+	proxyPort    int
+}
+
+func (s *proxySlot) name() string {
+	if s.registryAuth {
+		return s.family + "/registry-token-auth"
+	}
+	return s.family + "/registry-no-auth"
 }
 
 var shared *env
@@ -51,6 +69,11 @@ func runMain(m *testing.M) int {
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 
 	e := &env{dir: dir, caddyPort: FreePort()}
+	for _, family := range []string{"v3", "v2.8"} {
+		for _, auth := range []bool{true, false} {
+			e.slots = append(e.slots, &proxySlot{family: family, registryAuth: auth, registryPort: FreePort(), proxyPort: FreePort()})
+		}
+	}
 	e.bundle = filepath.Join(dir, "token-certs.pem")
 	e.realm = fmt.Sprintf("http://localhost:%d/auth/token", e.caddyPort)
 	if err := e.startCaddy(); err != nil {
@@ -68,6 +91,16 @@ func runMain(m *testing.M) int {
 }
 
 func (e *env) caddyfile() string {
+	var proxies strings.Builder
+	for _, s := range e.slots {
+		fmt.Fprintf(&proxies, `
+http://localhost:%d {
+	registry_auth_proxy {
+		upstream localhost:%d
+	}
+}
+`, s.proxyPort, s.registryPort)
+	}
 	var users strings.Builder
 	for name, pw := range passwords {
 		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
@@ -107,7 +140,7 @@ http://localhost:%[1]d {
 	}
 	respond 404
 }
-`, e.caddyPort, e.dir, service, issuer, e.bundle, users.String())
+%[7]s`, e.caddyPort, e.dir, service, issuer, e.bundle, users.String(), proxies.String())
 }
 
 func (e *env) startCaddy() error {

@@ -49,8 +49,19 @@ type RegistryConfig struct {
 }
 
 // YAML is a config.yml that both registry families read: token auth that
-// trusts the certificate bundle the plugin exported.
+// trusts the certificate bundle the plugin exported, or no auth at all when
+// Realm is empty.
 func (c RegistryConfig) YAML() string {
+	auth := ""
+	if c.Realm != "" {
+		auth = fmt.Sprintf(`auth:
+  token:
+    realm: %s
+    service: %s
+    issuer: %s
+    rootcertbundle: %s
+`, c.Realm, c.Service, c.Issuer, c.Bundle)
+	}
 	return fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -66,13 +77,7 @@ storage:
 http:
   addr: %s
   secret: e2e-secret
-auth:
-  token:
-    realm: %s
-    service: %s
-    issuer: %s
-    rootcertbundle: %s
-`, c.Storage, c.Addr, c.Realm, c.Service, c.Issuer, c.Bundle)
+%s`, c.Storage, c.Addr, auth)
 }
 
 // InMemoryStorage and FilesystemStorage are values for RegistryConfig.Storage.

@@ -20,24 +20,38 @@ type registry struct {
 // registryBinary is the Debian docker-registry package's binary (2.8).
 const registryBinary = "/usr/bin/docker-registry"
 
-func (e *env) registryConfig(addr, storage string) RegistryConfig {
-	return RegistryConfig{Addr: addr, Storage: storage, Realm: e.realm, Service: service, Issuer: issuer, Bundle: e.bundle}
+// registrySetup says how to start a registry: on which port (0: any), and
+// with token auth pointing at which realm ("" for no auth).
+type registrySetup struct {
+	port  int
+	realm string
+	// disk makes v3 store blobs in a temporary directory: its in-memory
+	// driver copies on every write and takes minutes over a 200 MiB blob.
+	disk bool
+}
+
+func (e *env) registryConfig(addr, storage, realm string) RegistryConfig {
+	return RegistryConfig{Addr: addr, Storage: storage, Realm: realm, Service: service, Issuer: issuer, Bundle: e.bundle}
 }
 
 // startV3 runs distribution v3 in this process with in-memory storage.
-func startV3(t *testing.T, e *env) *registry {
+func startV3(t *testing.T, e *env, setup registrySetup) *registry {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", setup.port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop, err := StartV3(l, e.registryConfig(l.Addr().String(), InMemoryStorage))
+	storage := InMemoryStorage
+	if setup.disk {
+		storage = FilesystemStorage(t.TempDir())
+	}
+	stop, err := StartV3(l, e.registryConfig(l.Addr().String(), storage, setup.realm))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
 	r := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", l.Addr().(*net.TCPAddr).Port)}
-	if err := WaitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
+	if err := WaitHTTP("http://"+r.host+"/v2/", setup.readyStatus()); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -45,16 +59,19 @@ func startV3(t *testing.T, e *env) *registry {
 
 // startV28 runs the Debian docker-registry 2.8 binary. Its absence fails
 // the test: CI installs it, and a skipped family would hide regressions.
-func startV28(t *testing.T, e *env) *registry {
+func startV28(t *testing.T, e *env, setup registrySetup) *registry {
 	t.Helper()
 	if _, err := os.Stat(registryBinary); err != nil {
 		t.Fatalf("registry 2.8 binary missing (%v): install it with `apt-get install docker-registry`", err)
 	}
 	dir := t.TempDir()
-	port := FreePort()
+	port := setup.port
+	if port == 0 {
+		port = FreePort()
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(e.registryConfig(addr, FilesystemStorage(filepath.Join(dir, "data"))).YAML()), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(e.registryConfig(addr, FilesystemStorage(filepath.Join(dir, "data")), setup.realm).YAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "registry.log")
@@ -78,11 +95,22 @@ func startV28(t *testing.T, e *env) *registry {
 		}
 	})
 	r := &registry{family: "v2.8", host: fmt.Sprintf("localhost:%d", port)}
-	if err := WaitHTTP("http://"+r.host+"/v2/", http.StatusUnauthorized); err != nil {
+	if err := WaitHTTP("http://"+r.host+"/v2/", setup.readyStatus()); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
+
+// readyStatus is what the version check answers once the registry runs.
+func (s registrySetup) readyStatus() int {
+	if s.realm == "" {
+		return http.StatusOK
+	}
+	return http.StatusUnauthorized
+}
+
+// starters start each registry family.
+var starters = map[string]func(*testing.T, *env, registrySetup) *registry{"v3": startV3, "v2.8": startV28}
 
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

@@ -13,12 +13,9 @@ import (
 // TestTokenMode runs the token-mode matrix against both registry
 // families, each trusting the one key and configuration of one Caddy.
 func TestTokenMode(t *testing.T) {
-	for _, family := range []struct {
-		name  string
-		start func(*testing.T, *env) *registry
-	}{{"v3", startV3}, {"v2.8", startV28}} {
-		t.Run(family.name, func(t *testing.T) {
-			reg := family.start(t, shared)
+	for _, family := range []string{"v3", "v2.8"} {
+		t.Run(family, func(t *testing.T) {
+			reg := starters[family](t, shared, registrySetup{realm: shared.realm})
 			tokenMatrix(t, reg)
 		})
 	}

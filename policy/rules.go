@@ -82,6 +82,9 @@ func CompileRule(r Rule) (compiledRule, error) {
 		return c, fmt.Errorf("resources: none given")
 	}
 	for i, res := range r.Resources {
+		if strings.HasPrefix(res, "registry:") && res != CatalogResource {
+			return c, fmt.Errorf("resources[%d]: unknown registry resource %q (the only one is %s)", i, res, CatalogResource)
+		}
 		if res == CatalogResource {
 			if c.actions&token.All == 0 {
 				return c, fmt.Errorf("resources[%d]: %s is granted with the action * only", i, CatalogResource)

@@ -58,8 +58,15 @@ func checkHash(hash string) (cost int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("malformed bcrypt hash: %v", err)
 	}
+	// $2x$NN$ then 53 characters of bcrypt's base64: anything else would
+	// fail every login without a word.
+	if len(hash) != 60 || strings.Trim(hash[7:], bcryptAlphabet) != "" {
+		return 0, fmt.Errorf("malformed bcrypt hash: want 60 characters, $2x$NN$ and bcrypt's base64")
+	}
 	return cost, nil
 }
+
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 // readHtpasswd reads name:bcrypt-hash lines; blank lines and lines starting
 // with # are skipped. Errors name the file and line, never the hash.

@@ -159,6 +159,9 @@ func (s *Signer) Sign(c *Claims) (string, error) {
 // the future (zot allows no leeway).
 func NewClaims(issuer, subject, audience string, lifetime time.Duration, now time.Time, access []Access) *Claims {
 	iat := now.Unix()
+	if access == nil {
+		access = []Access{} // "access": [] rather than null
+	}
 	return &Claims{
 		Issuer:    issuer,
 		Subject:   subject,
@@ -192,6 +195,10 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 	)
 	if err != nil {
 		return nil, err
+	}
+	// The parser skips the issuer check when the expected one is empty.
+	if c.Issuer != issuer {
+		return nil, fmt.Errorf("token is from issuer %q", c.Issuer)
 	}
 	for _, a := range audiences {
 		if c.Audience == a {

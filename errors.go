@@ -1,0 +1,46 @@
+package registryauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// errorBody is the registry API's error document; Docker shows its
+// message to the user. The OAuth2 fields are set on POST answers.
+type errorBody struct {
+	Errors           []errorEntry `json:"errors"`
+	OAuthError       string       `json:"error,omitempty"`
+	OAuthDescription string       `json:"error_description,omitempty"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(body)
+	return err
+}
+
+// quote makes a quoted-string for a challenge parameter.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// clientIP is the address Caddy determined for the client, which honours
+// the server's trusted_proxies and nothing else.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+

@@ -1,0 +1,274 @@
+package registryauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+	"github.com/regauth/caddy-registry-auth/token"
+)
+
+func init() {
+	caddy.RegisterModule(ProxyHandler{})
+}
+
+// DefaultTokenPath is where the proxy serves its token endpoint.
+const DefaultTokenPath = "/auth/token"
+
+// ProxyHandler is an authenticating reverse proxy in front of a registry
+// (http.handlers.registry_auth_proxy). Clients talk only to Caddy: each
+// /v2/ request is authorized against the policy for exactly the access the
+// registry will check, and forwarded with a token the registry can verify
+// (or ignore, when it runs without auth on a private address). Basic
+// credentials never reach the registry.
+//
+// The proxy also serves the token endpoint on token_path, so the Bearer
+// challenges it sends point at this same host. Requests outside /v2/ and
+// token_path go to the next handler.
+type ProxyHandler struct {
+	// Policy names the registry_auth policy to use. Default: "default".
+	Policy string `json:"policy,omitempty"`
+	// Service is the audience of the tokens the proxy mints and accepts,
+	// one of the policy's services. Default: the policy's first service.
+	Service string `json:"service,omitempty"`
+	// TokenPath is the path of the token endpoint on this site.
+	// Default: /auth/token.
+	TokenPath string `json:"token_path,omitempty"`
+	// Realm overrides the challenge realm, an absolute URL. By default it
+	// is the token path on the request's own scheme and host.
+	Realm string `json:"realm,omitempty"`
+	// Upstream is the configuration of the reverse_proxy handler that
+	// reaches the registry: every reverse_proxy feature applies.
+	Upstream json.RawMessage `json:"upstream,omitempty"`
+
+	policy  *Policy
+	service string
+	token   *TokenHandler
+	proxy   caddyhttp.MiddlewareHandler // the loaded reverse_proxy
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (ProxyHandler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.registry_auth_proxy",
+		New: func() caddy.Module { return new(ProxyHandler) },
+	}
+}
+
+// Provision finds the policy and loads the reverse proxy.
+func (h *ProxyHandler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.TokenPath == "" {
+		h.TokenPath = DefaultTokenPath
+	}
+	p, err := policyFromContext(ctx, h.Policy)
+	if err != nil {
+		return err
+	}
+	h.policy = p
+	svc, ok := p.Audience(h.Service)
+	if !ok {
+		return fmt.Errorf("service: %q is not one of policy %q's services %v", h.Service, p.Name, p.Services)
+	}
+	h.service = svc
+	h.token = &TokenHandler{Policy: h.Policy, policy: p, logger: h.logger}
+	if len(h.Upstream) == 0 {
+		return errors.New("upstream: the registry to proxy to is missing")
+	}
+	mod, err := ctx.LoadModuleByID("http.handlers.reverse_proxy", h.Upstream)
+	if err != nil {
+		return fmt.Errorf("upstream: %v", err)
+	}
+	h.proxy = mod.(caddyhttp.MiddlewareHandler)
+	return nil
+}
+
+// Validate checks the paths.
+func (h *ProxyHandler) Validate() error {
+	if !strings.HasPrefix(h.TokenPath, "/") || strings.HasPrefix(h.TokenPath, "/v2/") || h.TokenPath == "/v2" {
+		return fmt.Errorf("token_path: %q must be an absolute path outside /v2/", h.TokenPath)
+	}
+	if h.Realm != "" && !strings.HasPrefix(h.Realm, "https://") && !strings.HasPrefix(h.Realm, "http://") {
+		return fmt.Errorf("realm: %q must be an absolute http(s) URL (clients do not resolve relative realms)", h.Realm)
+	}
+	return nil
+}
+
+// ServeHTTP authorizes a registry request and forwards it, or refuses it.
+func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	path := r.URL.Path
+	if path == h.TokenPath {
+		return h.token.ServeHTTP(w, r, next)
+	}
+	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
+		return next.ServeHTTP(w, r)
+	}
+	// No repository name needs percent-encoding; a path that used it
+	// could mean one name to us and another to the registry.
+	if r.URL.RawPath != "" {
+		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", "", nil)
+	}
+	query := r.URL.Query()
+	route, err := token.ParseRoute(r.Method, path, query.Get("mount"), query.Get("from"))
+	if err != nil {
+		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", err.Error(), "", nil)
+	}
+	auth := r.Header.Values("Authorization")
+	if len(auth) > 1 {
+		return h.refuse(w, r, http.StatusBadRequest, "UNAUTHORIZED", "several Authorization headers", "", nil)
+	}
+	if len(auth) == 1 && hasScheme(auth[0], "Bearer") {
+		return h.serveBearer(w, r, next, route, strings.TrimSpace(auth[0][len("Bearer"):]))
+	}
+	return h.serveCredentials(w, r, next, route, auth)
+}
+
+func hasScheme(header, scheme string) bool {
+	return len(header) > len(scheme) && strings.EqualFold(header[:len(scheme)], scheme) && header[len(scheme)] == ' '
+}
+
+// serveBearer checks a token the client already holds. We verify it
+// ourselves: the registry behind may run without auth.
+func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, raw string) error {
+	claims, err := h.policy.Signer.Verify(raw, h.policy.Issuer, []string{h.service}, time.Now())
+	if err != nil {
+		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "invalid token", "invalid_token", &route)
+	}
+	if !route.Base && !covers(claims.Access, route.Scope) {
+		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "insufficient scope", "insufficient_scope", &route)
+	}
+	if route.MountFrom != nil && !covers(claims.Access, *route.MountFrom) {
+		dropMount(r)
+	}
+	h.setUser(r, claims.Subject)
+	return h.proxy.ServeHTTP(w, r, next)
+}
+
+// covers reports whether a token's access claim holds every action of s.
+func covers(access []token.Access, s token.Scope) bool {
+	var held token.Actions
+	for _, a := range access {
+		if a.Type == s.Type && a.Name == s.Name {
+			for _, act := range a.Actions {
+				held |= token.ParseAction(act)
+			}
+		}
+	}
+	return held&s.Actions == s.Actions
+}
+
+// serveCredentials handles Basic credentials or none: authenticate,
+// authorize the route and forward with a token minted for it.
+func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, auth []string) error {
+	user, password, hasCreds, err := token.ParseBasic(auth)
+	if err != nil {
+		status, msg := http.StatusBadRequest, err.Error()
+		if errors.Is(err, token.ErrNotBasic) {
+			status = http.StatusUnauthorized
+		}
+		return h.refuse(w, r, status, "UNAUTHORIZED", msg, "", &route)
+	}
+	var id policy.Identity
+	if hasCreds {
+		var ok bool
+		if id, ok = h.policy.Rules.Authenticate(user, password); !ok {
+			return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "wrong user name or password", "", &route)
+		}
+	} else if route.Base {
+		// Clients read the challenge from the anonymous version check.
+		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", "", &route)
+	}
+
+	var granted []token.Scope
+	if !route.Base {
+		requested := []token.Scope{route.Scope}
+		if route.MountFrom != nil {
+			requested = append(requested, *route.MountFrom)
+		}
+		granted = h.policy.Rules.Authorize(id, requested)
+		if len(granted) == 0 || granted[0] != route.Scope {
+			if id.Anonymous() {
+				return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", "", &route)
+			}
+			return h.refuse(w, r, http.StatusForbidden, "DENIED", "requested access to the resource is denied", "", &route)
+		}
+		if route.MountFrom != nil && len(granted) < 2 {
+			dropMount(r)
+		}
+	}
+	claims := token.NewClaims(h.policy.Issuer, id.Name, h.service, h.policy.Lifetime, time.Now(), token.AccessClaim(granted))
+	signed, err := h.policy.Signer.Sign(claims)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
+	}
+	r.Header.Set("Authorization", "Bearer "+signed)
+	h.setUser(r, id.Name)
+	return h.proxy.ServeHTTP(w, r, next)
+}
+
+// dropMount turns a cross-repository mount the caller may not read from
+// into a plain upload start, as a registry does when a mount fails.
+func dropMount(r *http.Request) {
+	q := r.URL.Query()
+	q.Del("mount")
+	q.Del("from")
+	r.URL.RawQuery = q.Encode()
+}
+
+func (h *ProxyHandler) setUser(r *http.Request, name string) {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && name != "" {
+		repl.Set("http.auth.user.id", name)
+	}
+}
+
+// refuse answers as the registry would: its JSON error body and version
+// header, and on 401 a Bearer challenge naming our token endpoint and, when
+// there is one, the single scope the request needs.
+func (h *ProxyHandler) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg, challengeErr string, route *token.Route) error {
+	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+	if status == http.StatusUnauthorized {
+		c := "Bearer realm=" + quote(h.realm(r)) + ",service=" + quote(h.service)
+		if route != nil && !route.Base {
+			c += ",scope=" + quote(route.Scope.String())
+		}
+		if challengeErr != "" {
+			c += ",error=" + quote(challengeErr)
+		}
+		w.Header().Set("WWW-Authenticate", c)
+	}
+	h.logger.Info("registry request refused",
+		zap.Int("status", status),
+		zap.String("reason", msg),
+		zap.String("client_ip", clientIP(r)),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path))
+	return writeJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+}
+
+// realm is the absolute URL of the token endpoint on this host.
+func (h *ProxyHandler) realm(r *http.Request) string {
+	if h.Realm != "" {
+		return h.Realm
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + h.TokenPath
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*ProxyHandler)(nil)
+	_ caddy.Validator             = (*ProxyHandler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*ProxyHandler)(nil)
+)

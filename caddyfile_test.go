@@ -93,6 +93,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"token directive arg", ":80 {\n\tregistry_auth_token extra\n}", `wrong argument count`, 2},
 		{"token unknown subdirective", ":80 {\n\tregistry_auth_token {\n\t\tpolcy x\n\t}\n}", `unknown registry_auth_token subdirective "polcy"`, 3},
 		{"token duplicate policy", ":80 {\n\tregistry_auth_token {\n\t\tpolicy x\n\t\tpolicy y\n\t}\n}", `duplicate subdirective "policy"`, 4},
+		{"proxy unknown subdirective", ":80 {\n\tregistry_auth_proxy {\n\t\tupstream r:5000\n\t\ttoken_paht /t\n\t}\n}", `unknown registry_auth_proxy subdirective "token_paht"`, 4},
+		{"proxy duplicate subdirective", ":80 {\n\tregistry_auth_proxy {\n\t\trealm https://a/t\n\t\trealm https://b/t\n\t}\n}", `duplicate subdirective "realm"`, 4},
+		{"proxy without upstream", ":80 {\n\tregistry_auth_proxy {\n\t\tpolicy default\n\t}\n}", `needs an upstream`, 0},
+		{"proxy upstream without address", ":80 {\n\tregistry_auth_proxy {\n\t\tupstream\n\t}\n}", `upstream: name the registry's address`, 3},
+		{"proxy bad reverse_proxy option", ":80 {\n\tregistry_auth_proxy {\n\t\tupstream r:5000 {\n\t\t\tlb_polcy first\n\t\t}\n\t}\n}", `lb_polcy`, 4},
+		{"proxy argument", ":80 {\n\tregistry_auth_proxy r:5000\n}", `wrong argument count`, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := tc.body

@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/x509"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"

@@ -31,6 +31,7 @@ func init() {
 //		issuer         <issuer>
 //		service        <name> [<name>...]
 //		token_lifetime <duration>
+//		credential_cache <duration>|off
 //		signer {
 //			key_file    <path>
 //			cert_file   <path>
@@ -116,6 +117,23 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("token_lifetime: %v", err)
 			}
 			pc.TokenLifetime = caddy.Duration(dur)
+		case "credential_cache":
+			if err := once(); err != nil {
+				return err
+			}
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			if v == "off" {
+				pc.CredentialCacheTTL = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("credential_cache: want a positive duration or off, got %q", v)
+			}
+			pc.CredentialCacheTTL = caddy.Duration(dur)
 		case "signer":
 			if err := once(); err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -117,10 +118,24 @@ func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if r.URL.RawPath != "" {
 		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", "", nil)
 	}
+	// The registry reads mount and from with FormValue, which also looks
+	// into form bodies; the registry API never sends one, so a form body
+	// could only smuggle a mount source past us.
+	if isFormBody(r) {
+		return h.refuse(w, r, http.StatusBadRequest, "UNSUPPORTED", "form bodies are not part of the registry API", "", nil)
+	}
 	query := r.URL.Query()
+	if len(query["mount"]) > 1 || len(query["from"]) > 1 {
+		return h.refuse(w, r, http.StatusBadRequest, "UNSUPPORTED", "mount and from may be given once", "", nil)
+	}
 	route, err := token.ParseRoute(r.Method, path, query.Get("mount"), query.Get("from"))
 	if err != nil {
 		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", err.Error(), "", nil)
+	}
+	if route.MountFrom == nil && (query.Has("mount") || query.Has("from")) {
+		// A source we could not name (the registry's grammar is wider
+		// than ours, e.g. IPv6 hosts) is never authorized: no mount.
+		dropMount(r)
 	}
 	auth := r.Header.Values("Authorization")
 	if len(auth) > 1 {
@@ -130,6 +145,20 @@ func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.serveBearer(w, r, next, route, strings.TrimSpace(auth[0][len("Bearer"):]))
 	}
 	return h.serveCredentials(w, r, next, route, auth)
+}
+
+// isFormBody reports whether the body would be parsed by Request.FormValue.
+func isFormBody(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mediaType, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		// net/http would not parse it either, but be strict.
+		mediaType = strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
+	}
+	return mediaType == "application/x-www-form-urlencoded" || mediaType == "multipart/form-data"
 }
 
 func hasScheme(header, scheme string) bool {
@@ -179,8 +208,11 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 	}
 	var id policy.Identity
 	if hasCreds {
-		var ok bool
-		if id, ok = h.policy.Rules.Authenticate(user, password); !ok {
+		if id, err = h.policy.Rules.Authenticate(user, password); err != nil {
+			if errors.Is(err, policy.ErrBusy) {
+				w.Header().Set("Retry-After", "1")
+				return h.refuse(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error(), "", &route)
+			}
 			return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "wrong user name or password", "", &route)
 		}
 	} else if route.Base {

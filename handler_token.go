@@ -143,8 +143,12 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 
 	var id policy.Identity
 	if req.hasCreds {
-		var ok bool
-		if id, ok = p.Rules.Authenticate(req.user, req.password); !ok {
+		if id, err = p.Rules.Authenticate(req.user, req.password); err != nil {
+			if errors.Is(err, policy.ErrBusy) {
+				h.log(r, req, audience, requested, nil, "busy", "")
+				w.Header().Set("Retry-After", "1")
+				return h.writeError(w, req, &requestError{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", err.Error()})
+			}
 			h.log(r, req, audience, requested, nil, "unauthorized", "")
 			return h.writeError(w, req, &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication required: wrong user name or password"})
 		}
@@ -324,7 +328,7 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, service string, r
 	if requested != nil {
 		fields = append(fields, zap.String("requested", token.FormatScopes(requested)))
 	}
-	if outcome != "bad_request" && outcome != "unauthorized" {
+	if outcome == "granted" || outcome == "partial" || outcome == "denied" {
 		fields = append(fields, zap.String("granted", token.FormatScopes(granted)))
 	}
 	if reason != "" {

@@ -36,6 +36,10 @@ const (
 	// tokens are bearer credentials, so they never live long.
 	MinTokenLifetime = time.Minute
 	MaxTokenLifetime = time.Hour
+
+	DefaultCredentialCacheTTL = 5 * time.Minute
+	// credentialCacheSize bounds each policy's credential cache.
+	credentialCacheSize = 10000
 )
 
 // App is the registry_auth app: the policies that token and proxy handlers
@@ -45,8 +49,18 @@ type App struct {
 	Policies map[string]*PolicyConfig `json:"policies,omitempty"`
 
 	policies map[string]*Policy
+	caches   []string // keys this app holds in credentialCaches
 	logger   *zap.Logger
 }
+
+// credentialCaches keeps each policy's credential cache across config
+// reloads: the new config takes it before the old one lets go.
+var credentialCaches = caddy.NewUsagePool()
+
+// pooledCache lets a CredentialCache live in a caddy.UsagePool.
+type pooledCache struct{ *policy.CredentialCache }
+
+func (pooledCache) Destruct() error { return nil }
 
 // PolicyConfig is one policy: who may log in, what they may do, and how
 // their tokens are made.
@@ -63,6 +77,12 @@ type PolicyConfig struct {
 	// Signer is the signing key; by default one is generated and kept in
 	// Caddy's storage.
 	Signer *SignerConfig `json:"signer,omitempty"`
+	// CredentialCacheTTL is how long a successful password check is
+	// remembered (as a keyed hash, never the password), so repeated logins
+	// cost microseconds instead of a bcrypt compare. Default 5m; a
+	// negative value turns the cache off. A changed password never
+	// matches an old entry.
+	CredentialCacheTTL caddy.Duration `json:"credential_cache_ttl,omitempty"`
 
 	// Users, groups and rules. Passwords, password files and key files may
 	// use global placeholders such as {env.VAR} and {file./path}, expanded
@@ -96,7 +116,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		p, err := a.Policies[name].provision(ctx, name, a.logger)
+		p, err := a.Policies[name].provision(ctx, name, a.logger, a.holdCache)
 		if err != nil {
 			return fmt.Errorf("policy %q: %v", name, err)
 		}
@@ -105,7 +125,25 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Logger) (*Policy, error) {
+// holdCache returns the shared credential cache for a policy name and TTL.
+func (a *App) holdCache(name string, ttl time.Duration) *policy.CredentialCache {
+	key := name + "/" + ttl.String()
+	v, _, _ := credentialCaches.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledCache{policy.NewCredentialCache(ttl, credentialCacheSize)}, nil
+	})
+	a.caches = append(a.caches, key)
+	return v.(pooledCache).CredentialCache
+}
+
+// Cleanup lets go of the credential caches.
+func (a *App) Cleanup() error {
+	for _, key := range a.caches {
+		_, _ = credentialCaches.Delete(key)
+	}
+	return nil
+}
+
+func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Logger, holdCache func(string, time.Duration) *policy.CredentialCache) (*Policy, error) {
 	if pc == nil {
 		return nil, fmt.Errorf("empty policy")
 	}
@@ -139,7 +177,14 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 	for i, f := range pc.HtpasswdFiles {
 		cfg.HtpasswdFiles[i] = repl.ReplaceKnown(f, "")
 	}
-	rules, warnings, err := policy.Compile(cfg)
+	var opts []policy.Option
+	switch ttl := time.Duration(pc.CredentialCacheTTL); {
+	case ttl == 0:
+		opts = append(opts, policy.WithCredentialCache(holdCache(name, DefaultCredentialCacheTTL)))
+	case ttl > 0:
+		opts = append(opts, policy.WithCredentialCache(holdCache(name, ttl)))
+	}
+	rules, warnings, err := policy.Compile(cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +257,7 @@ func (p *Policy) Audience(requested string) (string, bool) {
 
 // Interface guards.
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

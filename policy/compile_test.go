@@ -104,7 +104,7 @@ func TestCompileGroups(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "ghost") || !strings.Contains(warnings[0], "devs") {
 		t.Errorf("warnings %q, want one about ghost in devs", warnings)
 	}
-	id, ok := p.Authenticate("alice", "pw")
+	id, ok := authenticate(p, "alice", "pw")
 	if !ok {
 		t.Fatal("alice cannot log in")
 	}

@@ -73,3 +73,9 @@ func deny(subjects, actions, resources string) Rule {
 	r.Effect = "deny"
 	return r
 }
+
+// authenticate is Authenticate as a yes or no.
+func authenticate(p *Policy, name, password string) (Identity, bool) {
+	id, err := p.Authenticate(name, password)
+	return id, err == nil
+}

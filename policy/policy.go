@@ -6,8 +6,10 @@ package policy
 import (
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -34,12 +36,29 @@ type Policy struct {
 	groupsOf  map[string][]string
 	rules     []compiledRule
 	compares  atomic.Int64
+	cache     *CredentialCache
+	flight    singleflight.Group
+	hashWait  time.Duration
 }
+
+// Option tunes a compiled Policy.
+type Option func(*Policy)
+
+// WithCredentialCache makes Authenticate remember successful checks in c,
+// which may be shared with earlier compilations of the same policy.
+func WithCredentialCache(c *CredentialCache) Option { return func(p *Policy) { p.cache = c } }
+
+// WithHashWait sets how long a password check waits for a free hash slot
+// before failing with ErrBusy (default DefaultHashWait).
+func WithHashWait(d time.Duration) Option { return func(p *Policy) { p.hashWait = d } }
 
 // Compile checks cfg and prepares it for fast evaluation. Warnings are
 // things that work but deserve the operator's attention.
-func Compile(cfg Config) (p *Policy, warnings []string, err error) {
-	p = &Policy{users: map[string][]byte{}, groupsOf: map[string][]string{}}
+func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err error) {
+	p = &Policy{users: map[string][]byte{}, groupsOf: map[string][]string{}, hashWait: DefaultHashWait}
+	for _, o := range opts {
+		o(p)
+	}
 	var costs []int
 	var plaintext []User
 	add := func(where string, u User) error {

@@ -3,10 +3,13 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -107,22 +110,78 @@ func typicalCost(costs []int) int {
 	return costs[len(costs)/2]
 }
 
-// Authenticate checks a name and password. Every call runs exactly one
-// bcrypt compare, against a dummy hash for unknown users, so that an
-// unknown name costs the same time and gives the same answer as a wrong
-// password. bcrypt's compare is itself constant-time, and a stored hash
-// given as the password simply fails to match.
-func (p *Policy) Authenticate(name, password string) (Identity, bool) {
+// Errors of Authenticate.
+var (
+	ErrBadCredentials = errors.New("wrong user name or password")
+	// ErrBusy: too many password checks are queued; the caller should ask
+	// the client to retry shortly.
+	ErrBusy = errors.New("too many password checks under way, try again shortly")
+)
+
+// hashSlots bounds the bcrypt compares running at once in the process, one
+// per core: a flood of wrong passwords then queues for a bounded time
+// instead of taking the CPU from requests that are already authenticated.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// DefaultHashWait is how long a password check waits for a free slot.
+const DefaultHashWait = 5 * time.Second
+
+// Authenticate checks a name and password. A check that succeeded recently
+// is answered from the credential cache; otherwise exactly one bcrypt
+// compare runs, against a dummy hash for unknown users, so that an unknown
+// name costs the same time and gives the same answer as a wrong password.
+// bcrypt's compare is itself constant-time, and a stored hash given as the
+// password simply fails to match. Identical checks under way at once share
+// one compare.
+func (p *Policy) Authenticate(name, password string) (Identity, error) {
 	hash, known := p.users[name]
 	if !known {
 		hash = p.dummyHash
 	}
-	p.compares.Add(1)
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
-	if !ok || !known {
-		return Identity{}, false
+	var id [32]byte
+	if known && p.cache != nil {
+		id = p.cache.id(name, password, hash)
+		if p.cache.hit(id, time.Now()) {
+			return Identity{Name: name, Groups: p.groupsOf[name]}, nil
+		}
 	}
-	return Identity{Name: name, Groups: p.groupsOf[name]}, true
+	err := p.compareShared(id, hash, password)
+	if err != nil {
+		return Identity{}, err
+	}
+	if !known {
+		return Identity{}, ErrBadCredentials
+	}
+	if p.cache != nil {
+		p.cache.remember(id, time.Now())
+	}
+	return Identity{Name: name, Groups: p.groupsOf[name]}, nil
+}
+
+// compareShared runs one bcrypt compare in a hash slot; concurrent calls
+// for the same cache id share it.
+func (p *Policy) compareShared(id [32]byte, hash []byte, password string) error {
+	if p.cache == nil || id == ([32]byte{}) {
+		return p.compare(hash, password)
+	}
+	_, err, _ := p.flight.Do(string(id[:]), func() (any, error) { return nil, p.compare(hash, password) })
+	return err
+}
+
+func (p *Policy) compare(hash []byte, password string) error {
+	timer := time.NewTimer(p.hashWait)
+	defer timer.Stop()
+	select {
+	case hashSlots <- struct{}{}:
+	case <-timer.C:
+		return ErrBusy
+	}
+	defer func() { <-hashSlots }()
+	p.compares.Add(1)
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+		return ErrBadCredentials
+	}
+	return nil
 }
 
 // Compares counts the bcrypt compares run so far (tests use it to prove

@@ -1,0 +1,93 @@
+package policy
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// CredentialCache remembers successful password checks for a while, so
+// that a client logging in again (Docker does for every repository and
+// every token expiry; a proxied CI fleet on every request) costs a hash
+// lookup instead of a bcrypt compare.
+//
+// Entries are keyed by an HMAC, under a key that never leaves the process,
+// of the user name, the password and the stored hash: the plaintext is
+// never kept, and a changed password (a new stored hash) never hits an old
+// entry. Failures are never remembered. One cache serves every reload of a
+// policy, since stale entries cannot match.
+type CredentialCache struct {
+	key [32]byte
+	ttl time.Duration
+	max int
+
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]time.Time // → expiry
+}
+
+// NewCredentialCache makes a cache whose entries live for ttl, holding at
+// most max of them.
+func NewCredentialCache(ttl time.Duration, max int) *CredentialCache {
+	c := &CredentialCache{ttl: ttl, max: max, entries: map[[sha256.Size]byte]time.Time{}}
+	_, _ = rand.Read(c.key[:]) // crypto/rand.Read never fails since Go 1.24
+	return c
+}
+
+func (c *CredentialCache) id(name, password string, hash []byte) [sha256.Size]byte {
+	m := hmac.New(sha256.New, c.key[:])
+	// Lengths first, so that no two different triples run together alike.
+	var lens [12]byte
+	for i, n := range []int{len(name), len(password), len(hash)} {
+		lens[4*i], lens[4*i+1], lens[4*i+2], lens[4*i+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	}
+	m.Write(lens[:])
+	m.Write([]byte(name))
+	m.Write([]byte(password))
+	m.Write(hash)
+	var out [sha256.Size]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// hit reports whether the check of id succeeded less than ttl ago.
+func (c *CredentialCache) hit(id [sha256.Size]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.entries[id]
+	if ok && now.After(exp) {
+		delete(c.entries, id)
+		return false
+	}
+	return ok
+}
+
+// remember records a successful check. When full it drops expired entries
+// and, if that is not enough, arbitrary ones: a dropped entry only costs
+// one more bcrypt compare.
+func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, exp := range c.entries {
+			if now.After(exp) {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < c.max {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[id] = now.Add(c.ttl)
+}
+
+// Len is the number of remembered checks.
+func (c *CredentialCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

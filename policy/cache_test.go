@@ -1,0 +1,131 @@
+package policy
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func cachedPolicy(t *testing.T, cache *CredentialCache, password string, opts ...Option) *Policy {
+	t.Helper()
+	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: hashOf(t, password)}}},
+		append([]Option{WithCredentialCache(cache)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A remembered success skips bcrypt; failures and unknown users never do.
+func TestCredentialCacheHitsOnlyOnSuccess(t *testing.T) {
+	cache := NewCredentialCache(time.Minute, 100)
+	p := cachedPolicy(t, cache, "pw")
+	for i := 0; i < 3; i++ {
+		if _, err := p.Authenticate("alice", "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.Compares(); n != 1 {
+		t.Fatalf("3 right logins ran %d compares, want 1", n)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := p.Authenticate("alice", "wrong"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("wrong password: %v", err)
+		}
+		if _, err := p.Authenticate("mallory", "pw"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("unknown user: %v", err)
+		}
+	}
+	if n := p.Compares(); n != 7 {
+		t.Fatalf("after 6 failures %d compares, want 7: failures must never be cached", n)
+	}
+	if cache.Len() != 1 {
+		t.Fatalf("cache holds %d entries, want 1", cache.Len())
+	}
+}
+
+// A new password (a reload with a new hash) never matches the old entry,
+// even though the cache outlives the policy.
+func TestCredentialCacheSurvivesReloadButNotPasswordChange(t *testing.T) {
+	cache := NewCredentialCache(time.Minute, 100)
+	old := cachedPolicy(t, cache, "old")
+	if _, err := old.Authenticate("alice", "old"); err != nil {
+		t.Fatal(err)
+	}
+	changed := cachedPolicy(t, cache, "new")
+	if _, err := changed.Authenticate("alice", "old"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("old password after a change: %v", err)
+	}
+	if _, err := changed.Authenticate("alice", "new"); err != nil {
+		t.Fatal(err)
+	}
+	// A policy without the user at all: the cached success is useless.
+	gone, _, err := Compile(Config{Users: []User{{Name: "bob", Password: hashOf(t, "x")}}}, WithCredentialCache(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gone.Authenticate("alice", "new"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("deleted user: %v", err)
+	}
+}
+
+func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
+	c := NewCredentialCache(time.Minute, 3)
+	now := time.Now()
+	for i := 0; i < 10; i++ {
+		c.remember(c.id("u", string(rune('a'+i)), nil), now)
+	}
+	if c.Len() > 3 {
+		t.Fatalf("%d entries, bound 3", c.Len())
+	}
+	id := c.id("u", "z", nil)
+	c.remember(id, now)
+	if !c.hit(id, now.Add(59*time.Second)) || c.hit(id, now.Add(61*time.Second)) {
+		t.Fatal("entry must live exactly its TTL")
+	}
+	if c.id("ab", "c", nil) == c.id("a", "bc", nil) {
+		t.Fatal("ids of different name/password splits collide")
+	}
+}
+
+// Concurrent identical checks share one bcrypt compare.
+func TestCredentialCacheCollapsesConcurrentChecks(t *testing.T) {
+	p := cachedPolicy(t, NewCredentialCache(time.Minute, 100), "pw")
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := p.Authenticate("alice", "pw"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := p.Compares(); n >= 20 {
+		t.Fatalf("20 concurrent logins ran %d compares", n)
+	}
+}
+
+// With every hash slot taken, a check gives up after the wait with ErrBusy.
+func TestHashSlotsBoundTheWait(t *testing.T) {
+	for i := 0; i < cap(hashSlots); i++ {
+		hashSlots <- struct{}{}
+	}
+	defer func() {
+		for i := 0; i < cap(hashSlots); i++ {
+			<-hashSlots
+		}
+	}()
+	p := cachedPolicy(t, NewCredentialCache(time.Minute, 100), "pw", WithHashWait(20*time.Millisecond))
+	if _, err := p.Authenticate("alice", "pw"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("got %v, want ErrBusy", err)
+	}
+	if p.Compares() != 0 {
+		t.Fatal("a compare ran without a slot")
+	}
+}

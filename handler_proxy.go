@@ -54,8 +54,12 @@ type ProxyHandler struct {
 	service string
 	token   *TokenHandler
 	proxy   caddyhttp.MiddlewareHandler // the loaded reverse_proxy
+	minted  *mintCache
 	logger  *zap.Logger
 }
+
+// mintCacheSize bounds the tokens the proxy keeps for reuse.
+const mintCacheSize = 10000
 
 // CaddyModule returns the Caddy module information.
 func (ProxyHandler) CaddyModule() caddy.ModuleInfo {
@@ -82,6 +86,7 @@ func (h *ProxyHandler) Provision(ctx caddy.Context) error {
 	}
 	h.service = svc
 	h.token = &TokenHandler{Policy: h.Policy, policy: p, logger: h.logger}
+	h.minted = newMintCache(mintCacheSize)
 	if len(h.Upstream) == 0 {
 		return errors.New("upstream: the registry to proxy to is missing")
 	}
@@ -237,14 +242,30 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 			dropMount(r)
 		}
 	}
-	claims := token.NewClaims(h.policy.Issuer, id.Name, h.service, h.policy.Lifetime, time.Now(), token.AccessClaim(granted))
-	signed, err := h.policy.Signer.Sign(claims)
+	signed, err := h.mint(id.Name, granted)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
 	r.Header.Set("Authorization", "Bearer "+signed)
 	h.setUser(r, id.Name)
 	return h.proxy.ServeHTTP(w, r, next)
+}
+
+// mint returns a token for subject with exactly the granted access,
+// reusing a recent one for the same subject and grant.
+func (h *ProxyHandler) mint(subject string, granted []token.Scope) (string, error) {
+	key := subject + "\x00" + token.FormatScopes(granted)
+	now := time.Now()
+	if raw, ok := h.minted.get(key, now); ok {
+		return raw, nil
+	}
+	claims := token.NewClaims(h.policy.Issuer, subject, h.service, h.policy.Lifetime, now, token.AccessClaim(granted))
+	raw, err := h.policy.Signer.Sign(claims)
+	if err != nil {
+		return "", err
+	}
+	h.minted.put(key, raw, time.Unix(claims.IssuedAt, 0), h.policy.Lifetime)
+	return raw, nil
 }
 
 // dropMount turns a cross-repository mount the caller may not read from

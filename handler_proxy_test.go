@@ -63,6 +63,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 			service:   testService,
 			token:     th,
 			proxy:     up,
+			minted:    newMintCache(100),
 			logger:    zap.NewNop(),
 		},
 		up: up,
@@ -688,5 +689,42 @@ func TestProxyValidate(t *testing.T) {
 		if err := h.Validate(); (err == nil) != c.ok {
 			t.Errorf("token_path %q realm %q: Validate() = %v, want ok=%v", c.tokenPath, c.realm, err, c.ok)
 		}
+	}
+}
+
+// The proxy signs once per subject and grant, then reuses the token for
+// the first half of its life; a different grant gets its own token.
+func TestProxyReusesMintedTokens(t *testing.T) {
+	f := newTestProxy(t)
+	forwardedToken := func(path string) string {
+		t.Helper()
+		w := f.do(t, http.MethodGet, path, basic("alice", "alice-pw"))
+		if f.up.calls != 1 || len(f.up.auth) != 1 {
+			t.Fatalf("not forwarded: %d %s", w.Code, w.Body)
+		}
+		return f.up.auth[0]
+	}
+	first := forwardedToken("/v2/alice/x/manifests/v1")
+	if again := forwardedToken("/v2/alice/x/blobs/" + testDigest); again != first {
+		t.Fatal("the same grant was signed twice")
+	}
+	if other := forwardedToken("/v2/alice/y/manifests/v1"); other == first {
+		t.Fatal("a different grant reused another grant's token")
+	}
+
+	c := newMintCache(2)
+	now := time.Now()
+	c.put("k", "tok", now, time.Minute)
+	if _, ok := c.get("k", now.Add(29*time.Second)); !ok {
+		t.Fatal("not reused within the first half of its life")
+	}
+	if _, ok := c.get("k", now.Add(30*time.Second)); ok {
+		t.Fatal("reused past half of its life")
+	}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		c.put(k, k, now, time.Minute)
+	}
+	if len(c.entries) > 2 {
+		t.Fatalf("%d entries, bound 2", len(c.entries))
 	}
 }

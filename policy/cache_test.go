@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func cachedPolicy(t *testing.T, cache *CredentialCache, password string, opts ...Option) *Policy {
@@ -127,5 +129,40 @@ func TestHashSlotsBoundTheWait(t *testing.T) {
 	}
 	if p.Compares() != 0 {
 		t.Fatal("a compare ran without a slot")
+	}
+}
+
+// BenchmarkAuthenticateCached is the repeated-login path: an HMAC and a
+// map lookup instead of a bcrypt compare.
+func BenchmarkAuthenticateCached(b *testing.B) {
+	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: hashOf(b, "pw")}}},
+		WithCredentialCache(NewCredentialCache(time.Hour, 100)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Authenticate("alice", "pw"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Authenticate("alice", "pw"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAuthenticateBcrypt is the cold path at bcrypt's default cost.
+func BenchmarkAuthenticateBcrypt(b *testing.B) {
+	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.DefaultCost)
+	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: string(h)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := p.Authenticate("alice", "pw"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

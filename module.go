@@ -5,6 +5,7 @@
 package registryauth
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -235,8 +236,11 @@ func (a *App) Policy(name string) (*Policy, error) {
 // handlers. It fails clearly when the app is not configured at all.
 func policyFromContext(ctx caddy.Context, name string) (*Policy, error) {
 	appIface, err := ctx.AppIfConfigured(AppName)
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("the %s app is not configured: add a registry_auth global option (or apps.%s in JSON)", AppName, AppName)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("the %s app is not configured: add a registry_auth global option (or apps.%s in JSON): %v", AppName, AppName, err)
+		return nil, err
 	}
 	return appIface.(*App).Policy(name)
 }

@@ -11,6 +11,7 @@ if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
 echo "== go vet"
 go vet ./...
 (cd e2e && go vet ./...)
+(cd bench && go vet ./...)
 
 echo "== staticcheck"
 if ! command -v staticcheck >/dev/null; then
@@ -19,6 +20,7 @@ if ! command -v staticcheck >/dev/null; then
 fi
 staticcheck ./...
 (cd e2e && staticcheck ./...)
+(cd bench && staticcheck ./...)
 
 echo "== the built binary: list-modules, adapt and validate Caddyfile.example"
 tmp=$(mktemp -d)
@@ -43,6 +45,8 @@ run_tests() {
 status=0
 echo "== unit tests"
 run_tests . || status=1
+echo "== benchmarks, once each, so they keep compiling and running"
+go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
 echo "== end-to-end tests"
 run_tests e2e || status=1
 

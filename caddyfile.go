@@ -2,6 +2,7 @@ package registryauth
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,6 +33,7 @@ func init() {
 //		service        <name> [<name>...]
 //		token_lifetime <duration>
 //		credential_cache <duration>|off
+//		throttle       <failures> [<window>] | off
 //		signer {
 //			key_file    <path>
 //			cert_file   <path>
@@ -134,6 +136,30 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("credential_cache: want a positive duration or off, got %q", v)
 			}
 			pc.CredentialCacheTTL = caddy.Duration(dur)
+		case "throttle":
+			if err := once(); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				pc.Throttle = &ThrottleConfig{Failures: -1}
+			case len(args) == 1 || len(args) == 2:
+				n, err := strconv.Atoi(args[0])
+				if err != nil || n <= 0 {
+					return d.Errf("throttle: want a positive number of failures, got %q", args[0])
+				}
+				pc.Throttle = &ThrottleConfig{Failures: n}
+				if len(args) == 2 {
+					dur, err := caddy.ParseDuration(args[1])
+					if err != nil || dur <= 0 {
+						return d.Errf("throttle: want a positive window, got %q", args[1])
+					}
+					pc.Throttle.Window = caddy.Duration(dur)
+				}
+			default:
+				return d.Errf("want: throttle <failures> [<window>], or throttle off")
+			}
 		case "signer":
 			if err := once(); err != nil {
 				return err

@@ -213,12 +213,12 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 	}
 	var id policy.Identity
 	if hasCreds {
-		if id, err = h.policy.Rules.Authenticate(user, password); err != nil {
-			if errors.Is(err, policy.ErrBusy) {
-				w.Header().Set("Retry-After", "1")
-				return h.refuse(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error(), "", &route)
+		if id, err = h.policy.login(clientIP(r), user, password); err != nil {
+			status, code, _, msg, retry := loginRefusal(err)
+			if retry != "" {
+				w.Header().Set("Retry-After", retry)
 			}
-			return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "wrong user name or password", "", &route)
+			return h.refuse(w, r, status, code, msg, "", &route)
 		}
 	} else if route.Base {
 		// Clients read the challenge from the anonymous version check.

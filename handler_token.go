@@ -143,14 +143,13 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 
 	var id policy.Identity
 	if req.hasCreds {
-		if id, err = p.Rules.Authenticate(req.user, req.password); err != nil {
-			if errors.Is(err, policy.ErrBusy) {
-				h.log(r, req, audience, requested, nil, "busy", "")
-				w.Header().Set("Retry-After", "1")
-				return h.writeError(w, req, &requestError{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", err.Error()})
+		if id, err = p.login(clientIP(r), req.user, req.password); err != nil {
+			status, code, oauth, msg, retry := loginRefusal(err)
+			if retry != "" {
+				w.Header().Set("Retry-After", retry)
 			}
-			h.log(r, req, audience, requested, nil, "unauthorized", "")
-			return h.writeError(w, req, &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication required: wrong user name or password"})
+			h.log(r, req, audience, requested, nil, outcomeOf(status), "")
+			return h.writeError(w, req, &requestError{status, code, oauth, msg})
 		}
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			repl.Set("http.auth.user.id", id.Name)
@@ -187,6 +186,17 @@ type tokenResponse struct {
 	ExpiresIn   int64  `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope,omitempty"`
+}
+
+// outcomeOf names a refused login for the log.
+func outcomeOf(status int) string {
+	switch status {
+	case http.StatusTooManyRequests:
+		return "throttled"
+	case http.StatusServiceUnavailable:
+		return "busy"
+	}
+	return "unauthorized"
 }
 
 func outcome(requested, granted []token.Scope) string {

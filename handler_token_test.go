@@ -43,7 +43,7 @@ func newTestHandler(t *testing.T) *TokenHandler {
 			{Effect: "allow", Subjects: []string{"user:admin"}, Actions: []string{"*"}, Resources: []string{"**", "registry:catalog"}},
 			{Effect: "allow", Subjects: []string{"anonymous"}, Actions: []string{"pull"}, Resources: []string{"public/**"}},
 		},
-	})
+	}, policy.WithCredentialCache(policy.NewCredentialCache(time.Minute, 100)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,12 +84,35 @@ type PolicyConfig struct {
 	// negative value turns the cache off. A changed password never
 	// matches an old entry.
 	CredentialCacheTTL caddy.Duration `json:"credential_cache_ttl,omitempty"`
+	// Throttle slows password guessing; on by default.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
 
 	// Users, groups and rules. Passwords, password files and key files may
 	// use global placeholders such as {env.VAR} and {file./path}, expanded
 	// when the configuration loads.
 	policy.Config
 }
+
+// ThrottleConfig limits failed logins per client IP and per user name.
+// From Failures failed logins on, each further one locks the key for a
+// time that doubles from 1 s up to Window; a key with no failure for a
+// Window is forgotten. Remembered (cached) logins are never throttled.
+type ThrottleConfig struct {
+	// Failures allowed before locking starts. Default 10 (a wrong password
+	// from containerd counts twice: POST, then GET). Negative: off.
+	Failures int `json:"failures,omitempty"`
+	// Window is how long failures are remembered and the longest lock.
+	// Default 15m.
+	Window caddy.Duration `json:"window,omitempty"`
+}
+
+// Throttle defaults.
+const (
+	DefaultThrottleFailures = 10
+	DefaultThrottleWindow   = 15 * time.Minute
+	// throttleKeys bounds each of the IP and user tables.
+	throttleKeys = 100000
+)
 
 // Policy is a provisioned policy, what handlers work with.
 type Policy struct {
@@ -100,6 +123,7 @@ type Policy struct {
 	Signer   *token.Signer
 	Rules    *policy.Policy
 	export   SignerConfig
+	throttle *throttle // nil when off
 }
 
 // CaddyModule returns the Caddy module information.
@@ -193,6 +217,23 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 		logger.Warn(w, zap.String("policy", name))
 	}
 	p.Rules = rules
+
+	tc := ThrottleConfig{}
+	if pc.Throttle != nil {
+		tc = *pc.Throttle
+	}
+	if tc.Failures == 0 {
+		tc.Failures = DefaultThrottleFailures
+	}
+	if tc.Window == 0 {
+		tc.Window = caddy.Duration(DefaultThrottleWindow)
+	}
+	if tc.Window < 0 {
+		return nil, fmt.Errorf("throttle.window: negative")
+	}
+	if tc.Failures > 0 {
+		p.throttle = newThrottle(tc.Failures, time.Duration(tc.Window), throttleKeys)
+	}
 
 	var sc SignerConfig
 	if pc.Signer != nil {

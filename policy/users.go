@@ -158,6 +158,20 @@ func (p *Policy) Authenticate(name, password string) (Identity, error) {
 	return Identity{Name: name, Groups: p.groupsOf[name]}, nil
 }
 
+// Remembered reports whether the credential cache holds a recent success
+// for exactly these credentials against the user's current hash. It never
+// runs bcrypt, so callers may ask it before deciding whether to throttle.
+func (p *Policy) Remembered(name, password string) (Identity, bool) {
+	hash, known := p.users[name]
+	if !known || p.cache == nil {
+		return Identity{}, false
+	}
+	if !p.cache.hit(p.cache.id(name, password, hash), time.Now()) {
+		return Identity{}, false
+	}
+	return Identity{Name: name, Groups: p.groupsOf[name]}, true
+}
+
 // compareShared runs one bcrypt compare in a hash slot; concurrent calls
 // for the same cache id share it.
 func (p *Policy) compareShared(id [32]byte, hash []byte, password string) error {

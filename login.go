@@ -1,0 +1,61 @@
+package registryauth
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+)
+
+// errThrottled: the client IP or user name is locked after failed logins.
+type errThrottled struct{ wait time.Duration }
+
+func (e errThrottled) Error() string {
+	return fmt.Sprintf("too many failed logins, try again in %s", e.retryAfter())
+}
+
+func (e errThrottled) retryAfter() string {
+	return strconv.Itoa(int(math.Ceil(e.wait.Seconds())))
+}
+
+// login checks credentials for both handlers: a remembered success at once;
+// otherwise, unless the IP or name is locked, one password check whose
+// outcome the throttle counts.
+func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
+	if id, ok := p.Rules.Remembered(user, password); ok {
+		return id, nil
+	}
+	now := time.Now()
+	if p.throttle != nil {
+		if wait := p.throttle.wait(ip, user, now); wait > 0 {
+			return policy.Identity{}, errThrottled{wait}
+		}
+	}
+	id, err := p.Rules.Authenticate(user, password)
+	if p.throttle != nil {
+		switch {
+		case err == nil:
+			p.throttle.succeeded(user)
+		case errors.Is(err, policy.ErrBadCredentials):
+			p.throttle.failed(ip, user, now)
+		}
+	}
+	return id, err
+}
+
+// loginRefusal is how a failed login is answered: status, registry error
+// code, OAuth2 error code, message, and the Retry-After header if any.
+func loginRefusal(err error) (status int, code, oauth, msg, retryAfter string) {
+	var th errThrottled
+	switch {
+	case errors.As(err, &th):
+		return http.StatusTooManyRequests, "TOOMANYREQUESTS", "temporarily_unavailable", th.Error(), th.retryAfter()
+	case errors.Is(err, policy.ErrBusy):
+		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", err.Error(), "1"
+	}
+	return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication required: wrong user name or password", ""
+}

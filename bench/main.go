@@ -10,8 +10,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"

@@ -71,6 +71,10 @@ func (sc *SignerConfig) load(ctx caddy.Context, name string) (*token.Signer, err
 func (sc *SignerConfig) loadKey(ctx caddy.Context, name string) (crypto.Signer, []*x509.Certificate, error) {
 	switch {
 	case sc.KeyFile != "" && sc.CertFile != "":
+		if fi, err := os.Stat(sc.KeyFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			ctx.Logger().Warn("the signing key file is readable by every user of this host: chmod o-r it",
+				zap.String("policy", name), zap.String("key_file", sc.KeyFile))
+		}
 		return readKeyPair(sc.KeyFile, sc.CertFile)
 	case sc.KeyFile != "" || sc.CertFile != "":
 		return nil, nil, errors.New("key_file and cert_file go together")

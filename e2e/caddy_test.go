@@ -33,6 +33,7 @@ type env struct {
 	bundle    string // path of the certificate bundle Caddy exported
 	realm     string // absolute URL of the token endpoint
 	slots     []*proxySlot
+	users     string // the Caddyfile lines of the test users, hashed once
 }
 
 // proxySlot is a registry behind a registry_auth_proxy site. The ports are
@@ -90,24 +91,19 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-func (e *env) caddyfile() string {
+// caddyfile is the suite's configuration, with extra appended (sites of
+// tests that reload Caddy).
+func (e *env) caddyfile(extra string) string {
 	var proxies strings.Builder
 	for _, s := range e.slots {
 		fmt.Fprintf(&proxies, `
 http://localhost:%d {
+	log
 	registry_auth_proxy {
 		upstream localhost:%d
 	}
 }
 `, s.proxyPort, s.registryPort)
-	}
-	var users strings.Builder
-	for name, pw := range passwords {
-		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
-		if err != nil {
-			panic(err)
-		}
-		fmt.Fprintf(&users, "\t\tuser %s %s\n", name, h)
 	}
 	return fmt.Sprintf(`{
 	admin localhost:2999
@@ -126,6 +122,8 @@ http://localhost:%d {
 		signer {
 			bundle_file %[5]s
 		}
+		# every wrong-password cell of the suite comes from 127.0.0.1
+		throttle 1000
 %[6]s
 		allow user:admin * ** registry:catalog
 		allow user:alice pull,push alice/** public/**
@@ -135,16 +133,26 @@ http://localhost:%d {
 }
 
 http://localhost:%[1]d {
+	log
 	handle /auth/* {
 		registry_auth_token
 	}
 	respond 404
 }
-%[7]s`, e.caddyPort, e.dir, service, issuer, e.bundle, users.String(), proxies.String())
+%[7]s%[8]s`, e.caddyPort, e.dir, service, issuer, e.bundle, e.users, proxies.String(), extra)
 }
 
 func (e *env) startCaddy() error {
-	if err := StartCaddy(e.caddyfile()); err != nil {
+	var users strings.Builder
+	for name, pw := range passwords {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&users, "\t\tuser %s %s\n", name, h)
+	}
+	e.users = users.String()
+	if err := StartCaddy(e.caddyfile("")); err != nil {
 		return err
 	}
 	return WaitHTTP(fmt.Sprintf("http://localhost:%d/auth/certs.pem", e.caddyPort), http.StatusOK)

@@ -202,3 +202,32 @@ func TestSecretsNeverLeave(t *testing.T) {
 		t.Fatalf("only %d error bodies were seen", len(bodies))
 	}
 }
+
+// TestClientIPIgnoresForwardedFor: without trusted_proxies, a client's own
+// X-Forwarded-For never becomes the address that decisions (the throttle)
+// and the log use.
+func TestClientIPIgnoresForwardedFor(t *testing.T) {
+	logPath := filepath.Join(shared.dir, "caddy.log")
+	before, _ := os.ReadFile(logPath)
+	req, _ := http.NewRequest(http.MethodGet, shared.realm+"?service="+service+"&scope=repository:public/xff-probe:pull", nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6, 127.0.0.1")
+	req.Header.Set("X-Real-IP", "6.6.6.6")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	after, _ := os.ReadFile(logPath)
+	var line string
+	for _, l := range strings.Split(string(after[len(before):]), "\n") {
+		if strings.Contains(l, "xff-probe") && strings.Contains(l, `"msg":"token request"`) {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatal("no decision line for the probe")
+	}
+	if !strings.Contains(line, `"client_ip":"127.0.0.1"`) || strings.Contains(line, "6.6.6.6") {
+		t.Fatalf("decision line %s: want client_ip 127.0.0.1", line)
+	}
+}

@@ -34,6 +34,7 @@ func init() {
 //		token_lifetime <duration>
 //		credential_cache <duration>|off
 //		throttle       <failures> [<window>] | off
+//		refresh_tokens <lifetime>|off
 //		signer {
 //			key_file    <path>
 //			cert_file   <path>
@@ -136,6 +137,23 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("credential_cache: want a positive duration or off, got %q", v)
 			}
 			pc.CredentialCacheTTL = caddy.Duration(dur)
+		case "refresh_tokens":
+			if err := once(); err != nil {
+				return err
+			}
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			if v == "off" {
+				pc.RefreshTokens = &RefreshConfig{Disabled: true}
+				break
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("refresh_tokens: want a positive lifetime or off, got %q", v)
+			}
+			pc.RefreshTokens = &RefreshConfig{Lifetime: caddy.Duration(dur)}
 		case "throttle":
 			if err := once(); err != nil {
 				return err

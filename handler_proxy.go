@@ -174,6 +174,9 @@ func hasScheme(header, scheme string) bool {
 // ourselves: the registry behind may run without auth.
 func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, raw string) error {
 	claims, err := h.policy.Signer.Verify(raw, h.policy.Issuer, []string{h.service}, time.Now())
+	if err == nil && claims.Kind != "" {
+		err = errors.New("not an access token") // a refresh token: never a bearer
+	}
 	if err != nil {
 		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "invalid token", "invalid_token", &route)
 	}

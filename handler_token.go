@@ -65,6 +65,10 @@ type tokenRequest struct {
 	user     string
 	password string
 	hasCreds bool
+	// offline asks for a refresh token along with the access token.
+	offline bool
+	// refresh is a refresh token presented instead of a password.
+	refresh string
 }
 
 // requestError is a request we refuse, with the status and codes to say so.
@@ -142,7 +146,20 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	}
 
 	var id policy.Identity
-	if req.hasCreds {
+	now := time.Now()
+	if req.refresh != "" && p.refreshLifetime == 0 && req.oauth {
+		// So that containerd falls back to GET with the password.
+		rerr := badRequest("unsupported_grant_type", "refresh tokens are turned off")
+		h.log(r, req, audience, requested, nil, "bad_request", rerr.msg)
+		return h.writeError(w, req, rerr)
+	}
+	if req.refresh != "" {
+		if id, err = p.refreshIdentity(req.refresh, audience, now); err != nil {
+			h.log(r, req, audience, requested, nil, "unauthorized", err.Error())
+			return h.writeError(w, req, &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error()})
+		}
+		req.user = id.Name
+	} else if req.hasCreds {
 		if id, err = p.login(clientIP(r), req.user, req.password); err != nil {
 			status, code, oauth, msg, retry := loginRefusal(err)
 			if retry != "" {
@@ -151,13 +168,14 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 			h.log(r, req, audience, requested, nil, outcomeOf(status), "")
 			return h.writeError(w, req, &requestError{status, code, oauth, msg})
 		}
+	}
+	if !id.Anonymous() {
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			repl.Set("http.auth.user.id", id.Name)
 		}
 	}
 
 	granted := p.Rules.Authorize(id, requested)
-	now := time.Now()
 	claims := token.NewClaims(p.Issuer, id.Name, audience, p.Lifetime, now, token.AccessClaim(granted))
 	signed, err := p.Signer.Sign(claims)
 	if err != nil {
@@ -174,6 +192,15 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	if req.oauth {
 		resp.Scope = token.FormatScopes(granted)
 	}
+	switch {
+	case req.refresh != "":
+		// The same one back: Docker stores the first and never a new one.
+		resp.RefreshToken = req.refresh
+	case req.offline && !id.Anonymous() && p.refreshLifetime > 0:
+		if resp.RefreshToken, err = p.issueRefresh(id.Name, audience, now); err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing refresh token: %v", err))
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, resp)
 }
@@ -186,6 +213,8 @@ type tokenResponse struct {
 	ExpiresIn   int64  `json:"expires_in"`
 	IssuedAt    string `json:"issued_at"`
 	Scope       string `json:"scope,omitempty"`
+	// RefreshToken is what `docker login` stores as its identitytoken.
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // outcomeOf names a refused login for the log.
@@ -223,6 +252,10 @@ func parseGetRequest(r *http.Request) (*tokenRequest, *requestError) {
 		return req, authorizationError(err)
 	}
 	req.user, req.password, req.hasCreds = user, password, ok
+	if ok && user == "" && password != "" {
+		// containerd's GET fallback carries a refresh token this way.
+		req.refresh, req.password, req.hasCreds = password, "", false
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return req, badRequest("invalid_request", "malformed query: %v", err)
@@ -239,6 +272,11 @@ func parseGetRequest(r *http.Request) (*tokenRequest, *requestError) {
 	if account != "" && req.hasCreds && account != req.user {
 		return req, badRequest("invalid_request", "account %q differs from the user name of the credentials", account)
 	}
+	offline, err := single(q, "offline_token")
+	if err != nil {
+		return req, badRequest("invalid_request", "%v", err)
+	}
+	req.offline = offline == "true"
 	req.scopes = q["scope"]
 	return req, nil
 }
@@ -274,12 +312,15 @@ func parsePostRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *r
 	if err != nil {
 		return req, badRequest("invalid_request", "malformed form: %v", err)
 	}
-	fields := map[string]*string{}
-	var grant string
-	fields["grant_type"] = &grant
-	fields["service"] = &req.service
-	fields["username"] = &req.user
-	fields["password"] = &req.password
+	var grant, accessType string
+	fields := map[string]*string{
+		"grant_type":    &grant,
+		"service":       &req.service,
+		"username":      &req.user,
+		"password":      &req.password,
+		"refresh_token": &req.refresh,
+		"access_type":   &accessType,
+	}
 	for name, dst := range fields {
 		if *dst, err = single(form, name); err != nil {
 			return req, badRequest("invalid_request", "%v", err)
@@ -287,15 +328,20 @@ func parsePostRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *r
 	}
 	switch grant {
 	case "password":
+		if req.user == "" {
+			return req, badRequest("invalid_request", "username is missing")
+		}
+		req.hasCreds, req.refresh, req.offline = true, "", accessType == "offline"
+	case "refresh_token":
+		if req.refresh == "" {
+			return req, badRequest("invalid_request", "refresh_token is missing")
+		}
+		req.user, req.password = "", ""
 	case "":
 		return req, badRequest("invalid_request", "grant_type is missing")
 	default:
 		return req, badRequest("unsupported_grant_type", "grant_type %q is not supported", grant)
 	}
-	if req.user == "" {
-		return req, badRequest("invalid_request", "username is missing")
-	}
-	req.hasCreds = true
 	req.scopes = form["scope"]
 	return req, nil
 }

@@ -285,7 +285,7 @@ func TestTokenPost(t *testing.T) {
 			t.Fatalf("body %s", w.Body)
 		}
 	})
-	t.Run("refresh_token grant is unsupported (containerd falls back to GET)", func(t *testing.T) {
+	t.Run("refresh_token grant with refresh tokens off is unsupported (containerd falls back to GET)", func(t *testing.T) {
 		w := post(t, h, form("grant_type", "refresh_token", "service", testService, "refresh_token", "x"))
 		wantError(t, w, http.StatusBadRequest, "BAD_REQUEST")
 		if !strings.Contains(w.Body.String(), `"error":"unsupported_grant_type"`) {

@@ -86,6 +86,9 @@ type PolicyConfig struct {
 	CredentialCacheTTL caddy.Duration `json:"credential_cache_ttl,omitempty"`
 	// Throttle slows password guessing; on by default.
 	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+	// RefreshTokens: issued on `docker login` (offline_token=true) and the
+	// OAuth2 password grant with access_type=offline; on by default.
+	RefreshTokens *RefreshConfig `json:"refresh_tokens,omitempty"`
 
 	// Users, groups and rules. Passwords, password files and key files may
 	// use global placeholders such as {env.VAR} and {file./path}, expanded
@@ -124,6 +127,8 @@ type Policy struct {
 	Rules    *policy.Policy
 	export   SignerConfig
 	throttle *throttle // nil when off
+	// refreshLifetime is 0 when refresh tokens are off.
+	refreshLifetime time.Duration
 }
 
 // CaddyModule returns the Caddy module information.
@@ -233,6 +238,18 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 	}
 	if tc.Failures > 0 {
 		p.throttle = newThrottle(tc.Failures, time.Duration(tc.Window), throttleKeys)
+	}
+
+	p.refreshLifetime = DefaultRefreshLifetime
+	if rc := pc.RefreshTokens; rc != nil {
+		switch {
+		case rc.Disabled:
+			p.refreshLifetime = 0
+		case rc.Lifetime < 0:
+			return nil, fmt.Errorf("refresh_tokens.lifetime: negative")
+		case rc.Lifetime > 0:
+			p.refreshLifetime = time.Duration(rc.Lifetime)
+		}
 	}
 
 	var sc SignerConfig

@@ -18,6 +18,7 @@ var passwords = map[string]string{
 	"admin":  "admin-secret",
 	"alice":  "alice-secret",
 	"reader": "reader-secret",
+	"carol":  "carol-secret", // the refresh-token tests change and delete her
 }
 
 const (
@@ -132,6 +133,7 @@ http://localhost:%d {
 		allow user:admin * ** registry:catalog
 		allow user:alice pull,push alice/** public/**
 		allow user:reader pull alice/**
+		allow user:carol pull,push carol/**
 		allow everyone pull public/**
 	}
 }

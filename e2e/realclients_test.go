@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -177,10 +178,22 @@ func TestDockerCLI(t *testing.T) {
 					t.Fatalf("login with a wrong password: %v\n%s", err, out)
 				}
 			})
-			t.Run("login stores the credentials for the host", func(t *testing.T) {
+			t.Run("login stores a refresh token, not the password", func(t *testing.T) {
 				d.login(tg.host, "alice")
-				if _, ok := d.auths()[tg.host]; !ok {
+				entry, ok := d.auths()[tg.host]
+				if !ok {
 					t.Fatalf("config.json has no entry for %s: %v", tg.host, d.auths())
+				}
+				var stored struct {
+					Auth          string `json:"auth"`
+					IdentityToken string `json:"identitytoken"`
+				}
+				if err := json.Unmarshal(entry, &stored); err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := base64.StdEncoding.DecodeString(stored.Auth)
+				if stored.IdentityToken == "" || strings.Contains(string(raw), passwords["alice"]) {
+					t.Fatalf("config.json entry %s: want an identitytoken and no password", entry)
 				}
 			})
 			t.Run("push", func(t *testing.T) {

@@ -3,6 +3,9 @@ package policy
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -156,6 +159,30 @@ func (p *Policy) Authenticate(name, password string) (Identity, error) {
 		p.cache.remember(id, time.Now())
 	}
 	return Identity{Name: name, Groups: p.groupsOf[name]}, nil
+}
+
+// User returns the identity of a defined user, for callers that
+// authenticated it another way (a refresh token).
+func (p *Policy) User(name string) (Identity, bool) {
+	if _, ok := p.users[name]; !ok {
+		return Identity{}, false
+	}
+	return Identity{Name: name, Groups: p.groupsOf[name]}, true
+}
+
+// Fingerprint is an HMAC under key of the user's current password hash:
+// it changes whenever the password does, and tells nothing about it.
+// Refresh tokens carry it so that a new password revokes them.
+func (p *Policy) Fingerprint(name string, key []byte) (string, bool) {
+	hash, ok := p.users[name]
+	if !ok {
+		return "", false
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write(hash)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16]), true
 }
 
 // Remembered reports whether the credential cache holds a recent success

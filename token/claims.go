@@ -18,7 +18,21 @@ type Claims struct {
 	IssuedAt  int64    `json:"iat"`
 	ID        string   `json:"jti"`
 	Access    []Access `json:"access"`
+
+	// Kind is "refresh" in refresh tokens and absent in access tokens.
+	Kind string `json:"kind,omitempty"`
+	// Fingerprint, in refresh tokens, is a keyed hash of the user's
+	// password hash when the token was issued: a new password revokes it.
+	Fingerprint string `json:"fpr,omitempty"`
 }
+
+// KindRefresh marks refresh tokens.
+const KindRefresh = "refresh"
+
+// RefreshAudience is the audience of refresh tokens for a service. It is
+// never a service name, so registries and the proxy, which accept only
+// their service, refuse a refresh token used as an access token.
+func RefreshAudience(service string) string { return "refresh-token:" + service }
 
 // Interface guard: the jwt parser validates times through this interface.
 var _ jwt.Claims = (*Claims)(nil)

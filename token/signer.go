@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -47,6 +48,9 @@ type Signer struct {
 	kid    string
 	// header is the encoded JOSE header, the same for every token.
 	header string
+	// secret is derived from the private key: a key for HMACs that every
+	// instance sharing the key agrees on and nobody else can compute.
+	secret [32]byte
 }
 
 // NewSigner checks that the chain's leaf holds the key's public half and
@@ -64,6 +68,11 @@ func NewSigner(key crypto.Signer, chain []*x509.Certificate, opts SignerOptions)
 		return nil, err
 	}
 	s := &Signer{key: key, method: jwt.GetSigningMethod(alg), chain: chain, kid: opts.KeyID}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	s.secret = sha256.Sum256(append([]byte("caddy-registry-auth secret\x00"), der...))
 	hdr := map[string]any{"alg": alg, "typ": "JWT"}
 	switch opts.Header {
 	case "", HeaderX5C:
@@ -130,6 +139,10 @@ func algorithmFor(key crypto.Signer, want string) (string, error) {
 	}
 	return "", fmt.Errorf("unsupported key type %T", key)
 }
+
+// Secret is a key for HMACs derived from the private key: the same on
+// every instance that signs with this key, unknown to anyone else.
+func (s *Signer) Secret() []byte { return s.secret[:] }
 
 // Algorithm is the JWS algorithm the signer uses.
 func (s *Signer) Algorithm() string { return s.method.Alg() }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/regauth/caddy-registry-auth/policy"
@@ -129,6 +130,8 @@ type Policy struct {
 	throttle *throttle // nil when off
 	// refreshLifetime is 0 when refresh tokens are off.
 	refreshLifetime time.Duration
+	// storage holds the policy's revocations.
+	storage certmagic.Storage
 }
 
 // CaddyModule returns the Caddy module information.
@@ -240,6 +243,7 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 		p.throttle = newThrottle(tc.Failures, time.Duration(tc.Window), throttleKeys)
 	}
 
+	p.storage = ctx.Storage()
 	p.refreshLifetime = DefaultRefreshLifetime
 	if rc := pc.RefreshTokens; rc != nil {
 		switch {

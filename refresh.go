@@ -1,6 +1,7 @@
 package registryauth
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -56,6 +57,15 @@ func (p *Policy) refreshIdentity(raw, service string, now time.Time) (policy.Ide
 	id, ok := p.Rules.User(c.Subject)
 	if !ok {
 		return policy.Identity{}, errRefreshRefused
+	}
+	if p.storage != nil {
+		rev, err := loadRevocations(context.Background(), p.storage, p.Name)
+		if err != nil {
+			return policy.Identity{}, err // refused: never accept what may be revoked
+		}
+		if rev.revoked(c.Subject, time.Unix(c.IssuedAt, 0)) {
+			return policy.Identity{}, errRefreshRefused
+		}
 	}
 	return id, nil
 }

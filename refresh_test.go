@@ -122,3 +122,15 @@ func TestRefreshTokens(t *testing.T) {
 		}
 	})
 }
+
+func TestRevocations(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	r := Revocations{Users: map[string]time.Time{"alice": t0}}
+	if !r.revoked("alice", t0.Add(-time.Second)) || r.revoked("alice", t0) || r.revoked("bob", t0.Add(-time.Hour)) {
+		t.Fatal("per-user revocation")
+	}
+	r.AllBefore = t0.Add(time.Hour)
+	if !r.revoked("bob", t0) || r.revoked("bob", t0.Add(time.Hour)) {
+		t.Fatal("revocation of everyone")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -135,4 +136,33 @@ func TestRefreshTokens(t *testing.T) {
 		withCarol(t, "")
 		expect(t, refreshGrant(t, shared.realm, newRT, service, "repository:carol/x:pull"), http.StatusUnauthorized, "refresh after deletion")
 	})
+}
+
+// TestRefreshRevocationByAdminAPI revokes a user's refresh tokens through
+// Caddy's admin endpoint: the old ones stop working, a new login works.
+func TestRefreshRevocationByAdminAPI(t *testing.T) {
+	old := dockerLogin(t, shared.realm, "reader", passwords["reader"])
+	expect(t, refreshGrant(t, shared.realm, old, service, "repository:alice/x:pull"), http.StatusOK, "refresh before the revocation")
+
+	resp, err := http.Post("http://localhost:2999/registry_auth/revocations", "application/json", strings.NewReader(`{"policy":"default","user":"reader"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := expect(t, resp, http.StatusOK, "revocation")
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"reader"`) {
+		t.Fatalf("revocation answer %s", body)
+	}
+	expect(t, refreshGrant(t, shared.realm, old, service, "repository:alice/x:pull"), http.StatusUnauthorized, "refresh after the revocation")
+
+	resp, err = http.Post("http://localhost:2999/registry_auth/revocations", "application/json", strings.NewReader(`{"policy":"default","usr":"reader"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, resp, http.StatusBadRequest, "a revocation with an unknown field")
+	resp.Body.Close()
+
+	time.Sleep(2 * time.Second) // past the revocation's whole second
+	fresh := dockerLogin(t, shared.realm, "reader", passwords["reader"])
+	expect(t, refreshGrant(t, shared.realm, fresh, service, "repository:alice/x:pull"), http.StatusOK, "refresh with a login after the revocation")
 }

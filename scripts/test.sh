@@ -25,7 +25,7 @@ staticcheck ./...
 echo "== the built binary: list-modules, adapt and validate Caddyfile.example"
 tmp=$(mktemp -d)
 go build -o "$tmp/caddy" ./cmd/caddy
-"$tmp/caddy" list-modules | grep -x -e registry_auth -e http.handlers.registry_auth_token -e http.handlers.registry_auth_proxy
+"$tmp/caddy" list-modules | grep -x -e registry_auth -e http.handlers.registry_auth_token -e http.handlers.registry_auth_proxy -e admin.api.registry_auth
 "$tmp/caddy" adapt --config Caddyfile.example >/dev/null
 XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" REGISTRY_CI_PASSWORD=example \
 	"$tmp/caddy" validate --config Caddyfile.example 2>&1 | tail -n 1

@@ -59,6 +59,9 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 		if name == "" {
 			name = DefaultPolicy
 		}
+		if !validPolicyName(name) {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("invalid policy name %q", name)}
+		}
 		rev, err := loadRevocations(r.Context(), storage, name)
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
@@ -73,6 +76,9 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 		}
 		if req.Policy == "" {
 			req.Policy = DefaultPolicy
+		}
+		if !validPolicyName(req.Policy) {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("invalid policy name %q", req.Policy)}
 		}
 		if req.All == (req.User != "") {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give either "user" or "all": true`)}
@@ -102,6 +108,20 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 		return json.NewEncoder(w).Encode(rev)
 	}
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("GET or POST")}
+}
+
+// validPolicyName keeps a policy name to what can safely name a storage
+// key: letters, digits, '-', '_' and '.', not starting with '.'.
+func validPolicyName(name string) bool {
+	if name == "" || len(name) > 128 || name[0] == '.' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Interface guards.

@@ -155,6 +155,11 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	}
 	if req.refresh != "" {
 		if id, err = p.refreshIdentity(req.refresh, audience, now); err != nil {
+			if errors.Is(err, errRevocationsUnavailable) {
+				h.log(r, req, audience, requested, nil, "busy", err.Error())
+				w.Header().Set("Retry-After", "5")
+				return h.writeError(w, req, &requestError{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", errRevocationsUnavailable.Error()})
+			}
 			h.log(r, req, audience, requested, nil, "unauthorized", err.Error())
 			return h.writeError(w, req, &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error()})
 		}
@@ -379,7 +384,7 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, service string, r
 		zap.String("service", service),
 	}
 	if req != nil {
-		fields = append(fields, zap.String("user", req.user))
+		fields = append(fields, zap.String("user", truncate(req.user, 128)))
 	}
 	if requested != nil {
 		fields = append(fields, zap.String("requested", token.FormatScopes(requested)))

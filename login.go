@@ -29,21 +29,15 @@ func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
 	if id, ok := p.Rules.Remembered(user, password); ok {
 		return id, nil
 	}
-	now := time.Now()
-	if p.throttle != nil {
-		if wait := p.throttle.wait(ip, user, now); wait > 0 {
-			return policy.Identity{}, errThrottled{wait}
-		}
+	if p.throttle == nil {
+		return p.Rules.Authenticate(user, password)
+	}
+	done, wait := p.throttle.admit(ip, user, time.Now())
+	if wait > 0 {
+		return policy.Identity{}, errThrottled{wait}
 	}
 	id, err := p.Rules.Authenticate(user, password)
-	if p.throttle != nil {
-		switch {
-		case err == nil:
-			p.throttle.succeeded(user)
-		case errors.Is(err, policy.ErrBadCredentials):
-			p.throttle.failed(ip, user, now)
-		}
-	}
+	done(err == nil, errors.Is(err, policy.ErrBadCredentials))
 	return id, err
 }
 

@@ -149,6 +149,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		if !validPolicyName(name) {
+			return fmt.Errorf("policy %q: a name has letters, digits, '-', '_' and '.' only", name)
+		}
 		p, err := a.Policies[name].provision(ctx, name, a.logger, a.holdCache)
 		if err != nil {
 			return fmt.Errorf("policy %q: %v", name, err)

@@ -3,6 +3,7 @@ package registryauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,6 +23,10 @@ type RefreshConfig struct {
 
 // DefaultRefreshLifetime is how long a refresh token is valid by default.
 const DefaultRefreshLifetime = 90 * 24 * time.Hour
+
+// errRevocationsUnavailable: the revocations could not be read, so a
+// refresh token cannot be accepted now (503: the client should retry).
+var errRevocationsUnavailable = errors.New("refresh tokens cannot be checked right now, try again shortly")
 
 // errRefreshRefused: a refresh token that is invalid, expired, for another
 // service, revoked, or whose user is gone or has a new password.
@@ -61,7 +66,8 @@ func (p *Policy) refreshIdentity(raw, service string, now time.Time) (policy.Ide
 	if p.storage != nil {
 		rev, err := loadRevocations(context.Background(), p.storage, p.Name)
 		if err != nil {
-			return policy.Identity{}, err // refused: never accept what may be revoked
+			// Never accept what may be revoked; the detail is for the log.
+			return policy.Identity{}, fmt.Errorf("%w: %v", errRevocationsUnavailable, err)
 		}
 		if rev.revoked(c.Subject, time.Unix(c.IssuedAt, 0)) {
 			return policy.Identity{}, errRefreshRefused

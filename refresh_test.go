@@ -1,6 +1,7 @@
 package registryauth
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -57,6 +58,11 @@ func TestRefreshTokens(t *testing.T) {
 	}
 	if _, err := h.policy.Signer.Verify(rt, "test-issuer", []string{testService}, time.Now()); err == nil {
 		t.Fatal("a refresh token verifies as an access token for the service")
+	}
+	// No certificate chain: it must fit a Basic header (containerd).
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(rt, ".")[0])
+	if strings.Contains(string(header), "x5c") || len(rt) > 1024 {
+		t.Fatalf("refresh token of %d bytes, header %s", len(rt), header)
 	}
 
 	refresh := func(rt, service string, scopes ...string) *httptest.ResponseRecorder {
@@ -132,5 +138,13 @@ func TestRevocations(t *testing.T) {
 	r.AllBefore = t0.Add(time.Hour)
 	if !r.revoked("bob", t0) || r.revoked("bob", t0.Add(time.Hour)) {
 		t.Fatal("revocation of everyone")
+	}
+}
+
+func TestValidPolicyName(t *testing.T) {
+	for name, want := range map[string]bool{"default": true, "ci-2.prod_x": true, "": false, "../x": false, "a/b": false, ".hidden": false, "sp ace": false} {
+		if validPolicyName(name) != want {
+			t.Errorf("validPolicyName(%q) = %v", name, !want)
+		}
 	}
 }

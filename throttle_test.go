@@ -3,60 +3,101 @@ package registryauth
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestThrottleLocksGrowingAndFades(t *testing.T) {
-	th := newThrottle(3, time.Minute, 100)
-	now := time.Now()
-	for i := 0; i < 2; i++ {
-		th.failed("1.2.3.4", "alice", now)
-	}
-	if w := th.wait("1.2.3.4", "alice", now); w != 0 {
-		t.Fatalf("locked after 2 failures (threshold 3): %s", w)
-	}
-	th.failed("1.2.3.4", "alice", now)
-	if w := th.wait("9.9.9.9", "alice", now); w != time.Second {
-		t.Fatalf("user lock after the 3rd failure %s, want 1s", w)
-	}
-	if w := th.wait("1.2.3.4", "bob", now); w != time.Second {
-		t.Fatalf("IP lock after the 3rd failure %s, want 1s", w)
-	}
-	th.failed("1.2.3.4", "alice", now)
-	if w := th.wait("9.9.9.9", "alice", now); w != 2*time.Second {
-		t.Fatalf("lock after the 4th failure %s, want 2s (doubling)", w)
-	}
-	for i := 0; i < 20; i++ {
-		th.failed("1.2.3.4", "alice", now)
-	}
-	if w := th.wait("9.9.9.9", "alice", now); w != time.Minute {
-		t.Fatalf("lock %s, want the window (1m) at most", w)
-	}
-	// A success clears the name, not the address.
-	th.succeeded("alice")
-	if w := th.wait("9.9.9.9", "alice", now); w != 0 {
-		t.Fatalf("name still locked after a success: %s", w)
-	}
-	if w := th.wait("1.2.3.4", "carol", now); w == 0 {
-		t.Fatal("a success for alice unlocked the guessing address")
-	}
-	// After a quiet window, everything is forgotten.
-	later := now.Add(2 * time.Minute)
-	th.failed("1.2.3.4", "dave", later)
-	if w := th.wait("1.2.3.4", "dave", later); w != 0 {
-		t.Fatalf("old failures still count after the window: %s", w)
+// fail runs n admitted attempts that fail.
+func fail(t *testing.T, th *throttle, ip, user string, n int, now time.Time) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		done, wait := th.admit(ip, user, now)
+		if wait > 0 {
+			t.Fatalf("attempt %d refused early (wait %s)", i+1, wait)
+		}
+		done(false, true)
 	}
 }
 
-func TestThrottleIsBounded(t *testing.T) {
+func TestThrottleLocksGrowing(t *testing.T) {
+	th := newThrottle(3, time.Minute, 100)
+	now := time.Now()
+	fail(t, th, "1.2.3.4", "alice", 3, now)
+	if _, w := th.admit("9.9.9.9", "alice", now); w < 900*time.Millisecond || w > 1100*time.Millisecond {
+		t.Fatalf("user lock after the 3rd failure %s, want about 1s", w)
+	}
+	if _, w := th.admit("1.2.3.4", "bob", now); w < 900*time.Millisecond || w > 1100*time.Millisecond {
+		t.Fatalf("address lock after the 3rd failure %s, want about 1s", w)
+	}
+	th.users[userKey("alice")].lockedUntil = time.Time{} // pretend the lock ran out
+	th.ips[addressKey("1.2.3.4")].lockedUntil = time.Time{}
+	fail(t, th, "1.2.3.4", "alice", 1, now)
+	if _, w := th.admit("9.9.9.9", "alice", now); w < 1900*time.Millisecond {
+		t.Fatalf("lock after the 4th failure %s, want about 2s (doubling)", w)
+	}
+	for i := 0; i < 20; i++ {
+		th.users[userKey("alice")].lockedUntil = time.Time{}
+		th.ips[addressKey("1.2.3.4")].lockedUntil = time.Time{}
+		fail(t, th, "1.2.3.4", "alice", 1, now)
+	}
+	if _, w := th.admit("9.9.9.9", "alice", now); w > time.Minute+100*time.Millisecond || w < 59*time.Second {
+		t.Fatalf("lock %s, want the window (1m), no more", w)
+	}
+}
+
+// Parallel guesses cannot slip past the threshold: attempts in flight
+// count before their failures are known.
+func TestThrottleCountsAttemptsInFlight(t *testing.T) {
+	th := newThrottle(3, time.Minute, 100)
+	now := time.Now()
+	var admitted int
+	for i := 0; i < 100; i++ {
+		if _, w := th.admit("1.2.3.4", "alice", now); w == 0 {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("%d parallel attempts admitted, threshold 3", admitted)
+	}
+}
+
+// Guessing at alice from elsewhere does not lock alice out where she
+// logged in before; her address's own failures still count.
+func TestThrottleDoesNotLockOutTheUser(t *testing.T) {
+	th := newThrottle(3, time.Minute, 100)
+	now := time.Now()
+	done, _ := th.admit("10.0.0.1", "alice", now)
+	done(true, false)
+	fail(t, th, "6.6.6.6", "alice", 3, now)
+	if _, w := th.admit("7.7.7.7", "alice", now); w == 0 {
+		t.Fatal("the user name is not locked for other addresses")
+	}
+	if _, w := th.admit("10.0.0.1", "alice", now); w != 0 {
+		t.Fatalf("alice is locked out of her own address: %s", w)
+	}
+}
+
+func TestThrottleKeysAreBoundedAndGrouped(t *testing.T) {
 	th := newThrottle(3, time.Minute, 50)
 	now := time.Now()
+	long := strings.Repeat("x", 60000)
 	for i := 0; i < 1000; i++ {
-		th.failed("10.0.0."+strconv.Itoa(i), "user"+strconv.Itoa(i), now)
+		fail(t, th, "10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256), long+strconv.Itoa(i), 1, now)
 	}
 	if len(th.ips) > 50 || len(th.users) > 50 {
 		t.Fatalf("tables hold %d and %d keys, bound 50", len(th.ips), len(th.users))
+	}
+	for k := range th.users {
+		if len(k) > 16 {
+			t.Fatalf("a user key of %d bytes", len(k))
+		}
+	}
+	if addressKey("2001:db8:1:2:aaaa::1") != addressKey("2001:db8:1:2:bbbb::2") || addressKey("2001:db8:1:3::1") == addressKey("2001:db8:1:2::1") {
+		t.Fatal("IPv6 addresses are not grouped by /64")
+	}
+	if addressKey("192.0.2.1") == addressKey("192.0.2.2") {
+		t.Fatal("IPv4 addresses grouped")
 	}
 }
 

@@ -24,13 +24,22 @@ type CredentialCache struct {
 	max int
 
 	mu      sync.Mutex
-	entries map[[sha256.Size]byte]time.Time // → expiry
+	entries map[[sha256.Size]byte]cacheEntry
+}
+
+// CacheMaxAge bounds how long a check is remembered in all, however often
+// it is used: then one bcrypt compare runs again.
+const CacheMaxAge = 24 * time.Hour
+
+type cacheEntry struct {
+	checked time.Time // when bcrypt last said yes
+	expiry  time.Time // ttl after the last use, at most checked+CacheMaxAge
 }
 
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
 // most max of them.
 func NewCredentialCache(ttl time.Duration, max int) *CredentialCache {
-	c := &CredentialCache{ttl: ttl, max: max, entries: map[[sha256.Size]byte]time.Time{}}
+	c := &CredentialCache{ttl: ttl, max: max, entries: map[[sha256.Size]byte]cacheEntry{}}
 	_, _ = rand.Read(c.key[:]) // crypto/rand.Read never fails since Go 1.24
 	return c
 }
@@ -51,16 +60,26 @@ func (c *CredentialCache) id(name, password string, hash []byte) [sha256.Size]by
 	return out
 }
 
-// hit reports whether the check of id succeeded less than ttl ago.
+// hit reports whether the check of id succeeded and was last used less
+// than ttl ago, and extends it: a client that keeps logging in (a proxied
+// CI job, say) keeps its entry, up to CacheMaxAge after the check.
 func (c *CredentialCache) hit(id [sha256.Size]byte, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, ok := c.entries[id]
-	if ok && now.After(exp) {
+	e, ok := c.entries[id]
+	if !ok {
+		return false
+	}
+	if now.After(e.expiry) {
 		delete(c.entries, id)
 		return false
 	}
-	return ok
+	e.expiry = now.Add(c.ttl)
+	if limit := e.checked.Add(CacheMaxAge); e.expiry.After(limit) {
+		e.expiry = limit
+	}
+	c.entries[id] = e
+	return true
 }
 
 // remember records a successful check. When full it drops expired entries
@@ -70,8 +89,8 @@ func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
-		for k, exp := range c.entries {
-			if now.After(exp) {
+		for k, e := range c.entries {
+			if now.After(e.expiry) {
 				delete(c.entries, k)
 			}
 		}
@@ -82,7 +101,7 @@ func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[id] = now.Add(c.ttl)
+	c.entries[id] = cacheEntry{checked: now, expiry: now.Add(c.ttl)}
 }
 
 // Len is the number of remembered checks.

@@ -83,8 +83,21 @@ func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
 	}
 	id := c.id("u", "z", nil)
 	c.remember(id, now)
-	if !c.hit(id, now.Add(59*time.Second)) || c.hit(id, now.Add(61*time.Second)) {
-		t.Fatal("entry must live exactly its TTL")
+	if !c.hit(id, now.Add(59*time.Second)) {
+		t.Fatal("entry gone within its TTL")
+	}
+	if c.hit(id, now.Add(59*time.Second+61*time.Second)) {
+		t.Fatal("entry alive more than a TTL after its last use")
+	}
+	// Used without pause, an entry lives up to CacheMaxAge after the check.
+	c.remember(id, now)
+	for at := time.Duration(0); at < CacheMaxAge; at += 30 * time.Second {
+		if !c.hit(id, now.Add(at)) {
+			t.Fatalf("entry in use lost after %s", at)
+		}
+	}
+	if c.hit(id, now.Add(CacheMaxAge+time.Second)) {
+		t.Fatal("entry outlived CacheMaxAge")
 	}
 	if c.id("ab", "c", nil) == c.id("a", "bc", nil) {
 		t.Fatal("ids of different name/password splits collide")

@@ -105,6 +105,9 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 	// Every known user is checked with bcrypt at one cost, and unknown
 	// users against a dummy hash of that cost: timing tells nothing.
 	cost := typicalCost(costs)
+	if len(costs) > 0 && costs[0] != costs[len(costs)-1] { // sorted by typicalCost
+		warnings = append(warnings, fmt.Sprintf("password hashes have bcrypt costs from %d to %d: unknown users are checked at cost %d, so users whose cost differs answer faster or slower than unknown names and can be told apart; rehash them at one cost", costs[0], costs[len(costs)-1], cost))
+	}
 	for _, u := range plaintext {
 		h, err := bcrypt.GenerateFromPassword([]byte(u.Password), cost)
 		if err != nil {

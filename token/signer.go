@@ -17,6 +17,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// VerifyLeeway is the clock skew Verify tolerates on exp and nbf.
+const VerifyLeeway = 30 * time.Second
+
 // Header modes: how a token names the key that signed it.
 const (
 	// HeaderX5C carries the certificate chain (x5c) and the libtrust key id.
@@ -46,8 +49,9 @@ type Signer struct {
 	method jwt.SigningMethod
 	chain  []*x509.Certificate
 	kid    string
-	// header is the encoded JOSE header, the same for every token.
-	header string
+	// header is the encoded JOSE header, the same for every token;
+	// kidHeader has no x5c, for refresh tokens that only we verify.
+	header, kidHeader string
 	// secret is derived from the private key: a key for HMACs that every
 	// instance sharing the key agrees on and nobody else can compute.
 	secret [32]byte
@@ -101,6 +105,11 @@ func NewSigner(key crypto.Signer, chain []*x509.Certificate, opts SignerOptions)
 		return nil, err
 	}
 	s.header = base64.RawURLEncoding.EncodeToString(raw)
+	delete(hdr, "x5c")
+	if raw, err = json.Marshal(hdr); err != nil {
+		return nil, err
+	}
+	s.kidHeader = base64.RawURLEncoding.EncodeToString(raw)
 	return s, nil
 }
 
@@ -159,7 +168,13 @@ func (s *Signer) Sign(c *Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	signing := s.header + "." + base64.RawURLEncoding.EncodeToString(body)
+	header := s.header
+	if c.Kind != "" {
+		// Only we verify refresh tokens: no certificate chain, so they
+		// stay small enough for a Basic header (containerd's fallback).
+		header = s.kidHeader
+	}
+	signing := header + "." + base64.RawURLEncoding.EncodeToString(body)
 	sig, err := s.method.Sign(signing, s.key)
 	if err != nil {
 		return "", err
@@ -204,6 +219,8 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 		jwt.WithValidMethods([]string{s.method.Alg()}),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
+		// Instances sharing a key may differ by a few seconds of clock.
+		jwt.WithLeeway(VerifyLeeway),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {

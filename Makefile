@@ -5,7 +5,10 @@ GO ?= go
 
 ## demo: an authenticated registry on localhost (Caddy in front of registry v3)
 demo:
-	cd e2e && $(GO) run ./cmd/demo
+	@echo "== building the demo: Caddy with this plugin and a distribution v3 registry (the first build downloads and compiles for a few minutes)"
+	cd e2e && $(GO) build -o "$${TMPDIR:-/tmp}/registry-auth-demo" ./cmd/demo
+	@echo "== starting"
+	"$${TMPDIR:-/tmp}/registry-auth-demo"
 
 ## test: formatting, vet, staticcheck, unit tests and end-to-end tests
 test:

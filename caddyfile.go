@@ -111,49 +111,32 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := once(); err != nil {
 				return err
 			}
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(s)
+			dur, _, err := durationArg(d, false)
 			if err != nil {
-				return d.Errf("token_lifetime: %v", err)
+				return err
 			}
-			pc.TokenLifetime = caddy.Duration(dur)
+			pc.TokenLifetime = dur
 		case "credential_cache":
 			if err := once(); err != nil {
 				return err
 			}
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, off, err := durationArg(d, true)
+			if err != nil {
+				return err
 			}
-			if v == "off" {
+			pc.CredentialCacheTTL = dur
+			if off {
 				pc.CredentialCacheTTL = -1
-				break
 			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("credential_cache: want a positive duration or off, got %q", v)
-			}
-			pc.CredentialCacheTTL = caddy.Duration(dur)
 		case "refresh_tokens":
 			if err := once(); err != nil {
 				return err
 			}
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			dur, off, err := durationArg(d, true)
+			if err != nil {
+				return err
 			}
-			if v == "off" {
-				pc.RefreshTokens = &RefreshConfig{Disabled: true}
-				break
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return d.Errf("refresh_tokens: want a positive lifetime or off, got %q", v)
-			}
-			pc.RefreshTokens = &RefreshConfig{Lifetime: caddy.Duration(dur)}
+			pc.RefreshTokens = &RefreshConfig{Disabled: off, Lifetime: dur}
 		case "throttle":
 			if err := once(); err != nil {
 				return err
@@ -238,6 +221,28 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// durationArg reads a subdirective's one argument: a positive duration,
+// or, when allowed, "off".
+func durationArg(d *caddyfile.Dispenser, allowOff bool) (dur caddy.Duration, off bool, err error) {
+	sub := d.Val()
+	var v string
+	if !d.AllArgs(&v) {
+		return 0, false, d.ArgErr()
+	}
+	if allowOff && v == "off" {
+		return 0, true, nil
+	}
+	parsed, err := caddy.ParseDuration(v)
+	if err != nil || parsed <= 0 {
+		want := "a positive duration"
+		if allowOff {
+			want += " or off"
+		}
+		return 0, false, d.Errf("%s: want %s, got %q", sub, want, v)
+	}
+	return caddy.Duration(parsed), false, nil
 }
 
 func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {

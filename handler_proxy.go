@@ -71,7 +71,11 @@ func (ProxyHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the policy and loads the reverse proxy.
 func (h *ProxyHandler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	// Decisions go to a logger of their own (see TokenHandler.Provision).
+	h.logger = ctx.Logger().Named("audit")
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if h.TokenPath == "" {
 		h.TokenPath = DefaultTokenPath
 	}
@@ -187,6 +191,7 @@ func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next 
 		dropMount(r)
 	}
 	h.setUser(r, claims.Subject)
+	count(metrics.proxyRequests, "forwarded")
 	return h.proxy.ServeHTTP(w, r, next)
 }
 
@@ -251,6 +256,7 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 	}
 	r.Header.Set("Authorization", "Bearer "+signed)
 	h.setUser(r, id.Name)
+	count(metrics.proxyRequests, "forwarded")
 	return h.proxy.ServeHTTP(w, r, next)
 }
 
@@ -301,6 +307,7 @@ func (h *ProxyHandler) refuse(w http.ResponseWriter, r *http.Request, status int
 		}
 		w.Header().Set("WWW-Authenticate", c)
 	}
+	count(metrics.proxyRequests, proxyDecision(status, challengeErr))
 	h.logger.Info("registry request refused",
 		zap.Int("status", status),
 		zap.String("reason", msg),
@@ -308,6 +315,23 @@ func (h *ProxyHandler) refuse(w http.ResponseWriter, r *http.Request, status int
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path))
 	return writeJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+}
+
+// proxyDecision names a refusal for the metrics.
+func proxyDecision(status int, challengeErr string) string {
+	switch {
+	case challengeErr != "":
+		return challengeErr // invalid_token or insufficient_scope
+	case status == http.StatusUnauthorized:
+		return "challenged"
+	case status == http.StatusForbidden:
+		return "denied"
+	case status == http.StatusTooManyRequests:
+		return "throttled"
+	case status == http.StatusServiceUnavailable:
+		return "busy"
+	}
+	return "bad_request"
 }
 
 // realm is the absolute URL of the token endpoint on this host.

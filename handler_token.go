@@ -48,7 +48,12 @@ func (TokenHandler) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the policy in the registry_auth app.
 func (h *TokenHandler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	// Decisions go to a logger of their own, so operators can route the
+	// audit trail: log { include http.handlers.registry_auth_token.audit }
+	h.logger = ctx.Logger().Named("audit")
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	p, err := policyFromContext(ctx, h.Policy)
 	if err != nil {
 		return err
@@ -396,6 +401,7 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, service string, r
 		fields = append(fields, zap.String("reason", reason))
 	}
 	h.logger.Info("token request", fields...)
+	count(metrics.tokenRequests, outcome)
 }
 
 // Interface guards.

@@ -27,17 +27,31 @@ func (e errThrottled) retryAfter() string {
 // outcome the throttle counts.
 func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
 	if id, ok := p.Rules.Remembered(user, password); ok {
+		count(metrics.logins, "cached")
 		return id, nil
 	}
-	if p.throttle == nil {
-		return p.Rules.Authenticate(user, password)
+	done := func(ok, failed bool) {}
+	if p.throttle != nil {
+		var wait time.Duration
+		if done, wait = p.throttle.admit(ip, user, time.Now()); wait > 0 {
+			count(metrics.logins, "throttled")
+			return policy.Identity{}, errThrottled{wait}
+		}
 	}
-	done, wait := p.throttle.admit(ip, user, time.Now())
-	if wait > 0 {
-		return policy.Identity{}, errThrottled{wait}
-	}
+	start := time.Now()
 	id, err := p.Rules.Authenticate(user, password)
 	done(err == nil, errors.Is(err, policy.ErrBadCredentials))
+	result := "ok"
+	switch {
+	case errors.Is(err, policy.ErrBusy):
+		result = "busy"
+	case err != nil:
+		result = "failed"
+	}
+	count(metrics.logins, result)
+	if metrics.loginSeconds != nil {
+		metrics.loginSeconds.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	}
 	return id, err
 }
 

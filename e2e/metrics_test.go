@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// scrape returns the registry_auth samples of Caddy's /metrics, by series.
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://localhost:2999/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "caddy_registry_auth_") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestMetrics drives a session through the token endpoint and the proxy,
+// then checks the counters moved and that a flood of random users, paths
+// and repositories adds no label values: the series stay a small fixed set.
+func TestMetrics(t *testing.T) {
+	regPort, proxyPort := FreePort(), FreePort()
+	startV3(t, shared, registrySetup{port: regPort})
+	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
+		t.Fatalf("%d %s", status, body)
+	}
+	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
+	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
+	before := scrape(t)
+
+	if err := push(t, proxy, "alice/metrics:v1", "alice", randomImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	get := func(url, user, pw string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pw)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get(shared.realm+"?service="+service, "alice", "wrong")
+	get("http://"+proxy.host+"/v2/alice/metrics/tags/list", "reader", passwords["reader"])
+	get("http://"+proxy.host+"/v2/alice/metrics/tags/list", "", "")
+	after := scrape(t)
+	for _, series := range []string{
+		`caddy_registry_auth_token_requests_total{outcome="granted"}`,
+		`caddy_registry_auth_token_requests_total{outcome="unauthorized"}`,
+		`caddy_registry_auth_logins_total{result="ok"}`,
+		`caddy_registry_auth_logins_total{result="failed"}`,
+		`caddy_registry_auth_proxy_requests_total{decision="forwarded"}`,
+		`caddy_registry_auth_proxy_requests_total{decision="challenged"}`,
+	} {
+		if after[series] <= before[series] {
+			t.Errorf("%s did not grow (%v → %v)", series, before[series], after[series])
+		}
+	}
+
+	// 2,000 requests with random users, passwords, repositories and paths.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		user := fmt.Sprintf("user%d", rng.IntN(1<<30))
+		repo := fmt.Sprintf("r%d/x%d", rng.IntN(1<<30), i)
+		switch i % 3 {
+		case 0:
+			get(shared.realm+"?service="+service+"&scope=repository:"+repo+":pull", user, "pw")
+		case 1:
+			get("http://"+proxy.host+"/v2/"+repo+"/manifests/v"+strconv.Itoa(i), "", "")
+		default:
+			get("http://"+proxy.host+"/v2/"+repo+"/whatever/"+strconv.Itoa(i), "alice", passwords["alice"])
+		}
+	}
+	final := scrape(t)
+	if len(final) > 60 {
+		t.Fatalf("%d registry_auth series after 2,000 random requests: labels are not bounded", len(final))
+	}
+	for series := range final {
+		if strings.Contains(series, "user") && !strings.Contains(series, "result") || strings.Contains(series, "/x") {
+			t.Fatalf("a series carries a request value: %s", series)
+		}
+	}
+	t.Logf("%d registry_auth series", len(final))
+}

@@ -1,0 +1,58 @@
+package registryauth
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the plugin's Prometheus collectors, served with Caddy's own
+// on the admin endpoint's /metrics. Every label takes a value from a small
+// fixed set: never a user, repository or path.
+var metrics = struct {
+	once          sync.Once
+	tokenRequests *prometheus.CounterVec   // outcome
+	logins        *prometheus.CounterVec   // result
+	loginSeconds  *prometheus.HistogramVec // result, for checks that ran bcrypt
+	proxyRequests *prometheus.CounterVec   // decision
+}{}
+
+// registerMetrics creates the collectors once per process and registers
+// them with a config's registry (each config reload has a new one).
+func registerMetrics(reg *prometheus.Registry) error {
+	const ns, sub = "caddy", "registry_auth"
+	metrics.once.Do(func() {
+		metrics.tokenRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "token_requests_total",
+			Help: "Token endpoint requests by outcome: granted, partial, denied, bad_request, unauthorized, throttled, busy.",
+		}, []string{"outcome"})
+		metrics.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "logins_total",
+			Help: "Password logins by result: cached (credential cache hit), ok, failed, throttled, busy.",
+		}, []string{"result"})
+		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
+			Help:    "Time of password checks that ran bcrypt (including the wait for a hash slot), by result.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"result"})
+		metrics.proxyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "proxy_requests_total",
+			Help: "Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy.",
+		}, []string{"decision"})
+	})
+	for _, c := range []prometheus.Collector{metrics.tokenRequests, metrics.logins, metrics.loginSeconds, metrics.proxyRequests} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return err
+		}
+	}
+	return nil
+}
+
+// count adds one to a counter if the metrics exist (unit tests build
+// handlers without Caddy, so without them).
+func count(v *prometheus.CounterVec, label string) {
+	if v != nil {
+		v.WithLabelValues(label).Inc()
+	}
+}

@@ -17,6 +17,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// maxTokenTime (year 3000) bounds the times a token may carry.
+const maxTokenTime = 32503680000
+
 // VerifyLeeway is the clock skew Verify tolerates on exp and nbf.
 const VerifyLeeway = 30 * time.Second
 
@@ -219,12 +222,21 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 		jwt.WithValidMethods([]string{s.method.Alg()}),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
+		// One token, one spelling: no loose base64 in any part.
+		jwt.WithStrictDecoding(),
 		// Instances sharing a key may differ by a few seconds of clock.
 		jwt.WithLeeway(VerifyLeeway),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
 		return nil, err
+	}
+	// Times beyond any real token would overflow inside the parser's time
+	// arithmetic and wrap into the past.
+	for _, t := range []int64{c.Expiry, c.NotBefore, c.IssuedAt} {
+		if t < 0 || t > maxTokenTime {
+			return nil, fmt.Errorf("token time %d is out of range", t)
+		}
 	}
 	// The parser skips the issuer check when the expected one is empty.
 	if c.Issuer != issuer {

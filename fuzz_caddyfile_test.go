@@ -1,0 +1,172 @@
+package registryauth
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+)
+
+// FuzzCaddyfile feeds arbitrary text, through the real Caddyfile adapter, as
+// the body of the registry_auth global option and of the
+// registry_auth_token and registry_auth_proxy directives. It must never
+// panic, and whatever it adapts without error must be JSON the modules
+// accept: apps.registry_auth unmarshals strictly (no unknown fields) into
+// App and every rule compiles, and each registry_auth_token or
+// registry_auth_proxy handler (and the proxy's reverse_proxy upstream)
+// unmarshals strictly into its type, as Caddy's module loader does.
+func FuzzCaddyfile(f *testing.F) {
+	for _, body := range []string{
+		// README: token mode in five lines.
+		"service registry.example.com\nuser alice $2a$14$abcdefghijklmnopqrstuu\nallow user:alice pull,push alice/**\nallow everyone pull public/**",
+		// Caddyfile.example, comments and all.
+		`service registry.example.com
+issuer caddy-registry-auth
+token_lifetime 5m
+signer {
+	bundle_file ./token-certs.pem
+}
+# a comment
+user admin $2a$14$VzsAMrWFE.ZY0VP6XZ067uhSnS.4xH5yPXCuY5jruwt/X64oWT5z2
+user ci plaintext {env.REGISTRY_CI_PASSWORD}
+group developers alice bob
+allow user:admin * ** registry:catalog
+allow group:developers pull,push team/**
+allow authenticated pull,push {user}/**
+allow user:ci pull,push ci/**
+allow everyone pull public/**
+deny user:ci delete **`,
+		// README: the rules section.
+		"allow user:admin * ** registry:catalog\nallow group:devs pull,push team/**\nallow authenticated pull,push {user}/**\nallow user:ci pull,push regexp:ci-[0-9]+/.*\nallow everyone pull public/**\ndeny user:ci delete **",
+		// Every signer field, and the other scalar options.
+		"service a b c\nsigner {\n\tkey_file /k.pem\n\tcert_file /c.pem\n\talgorithm ES384\n\theader kid\n\tkey_id my-key\n\tbundle_file /b.pem\n\tjwks_file /j.json\n}\ncredential_cache off\nthrottle 5 1m\ntoken_lifetime 1h\nrefresh_tokens 720h",
+		"throttle off\ncredential_cache 30s\nrefresh_tokens off\nhtpasswd /etc/registry/htpasswd\nuser \"bob\" plaintext \"p w\"\nallow anonymous,everyone pull,push,delete \"a b\" regexp:^x$ localhost:5000/*",
+		// The directives' bodies (README, proxy_mode golden file).
+		"policy default",
+		"policy default\nservice registry.example.com\ntoken_path /token\nrealm https://registry.example.com/token\nupstream 10.0.0.5:5000 10.0.0.6:5000 {\n\tlb_policy first\n\thealth_uri /v2/\n\theader_up X-Real-IP {remote_host}\n}",
+		"upstream 10.0.0.5:5000 {\n\thealth_uri /v2/\n}",
+		// Broken ones.
+		"allow everyone pul public/**",
+		"allow everyone pull regexp:(",
+		"allow everyone pull registry:catalog",
+		"allow everyone pull **/{user}",
+		"signer {\n\tkey_file /a\n\tkey_file /b\n}",
+		"throttle 0 -1s\ntoken_lifetime soon\ncredential_cache 0",
+		"refresh_tokens 0\nrefresh_tokens off",
+		"upstream\npolicy x\npolicy y",
+		// Leaving the block: a second policy, or another directive.
+		"service a\n}\nregistry_auth other {\n\tservice b\n\tallow user:x,group:y * **",
+		"}\nrespond /x 200\nregistry_auth_token {\n\tpolicy p",
+		"group devs a b\nallow group:devs,user:x pull,push,delete team/* regexp:^x$ {\n}",
+	} {
+		f.Add(body)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		// import reads files at parse time, and {$VAR:default} can spell
+		// it; neither is this plugin's parsing.
+		if strings.Contains(body, "import") || strings.Contains(body, "{$") {
+			t.Skip()
+		}
+		for _, text := range []string{
+			"{\n\tregistry_auth {\n" + body + "\n\t}\n}\n",
+			":80 {\n\tregistry_auth_token {\n" + body + "\n\t}\n}\n",
+			":80 {\n\tregistry_auth_proxy {\n" + body + "\n\t}\n}\n",
+		} {
+			out, err := adapt(t, text)
+			if err != nil {
+				continue
+			}
+			checkAdaptedConfig(t, text, []byte(out))
+		}
+	})
+}
+
+// checkAdaptedConfig checks what the adapter made of text: the parts this
+// plugin produced must load without unknown fields.
+func checkAdaptedConfig(t *testing.T, text string, out []byte) {
+	t.Helper()
+	var cfg struct {
+		Apps map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("adapted config is not a JSON object: %v\n%s", err, out)
+	}
+	if raw, ok := cfg.Apps[AppName]; ok {
+		var app App
+		if err := caddy.StrictUnmarshalJSON(raw, &app); err != nil {
+			t.Fatalf("apps.%s refused: %v\nCaddyfile:\n%s\nJSON:\n%s", AppName, err, text, raw)
+		}
+		for name, pc := range app.Policies {
+			if pc == nil {
+				t.Fatalf("policy %q is null\nCaddyfile:\n%s", name, text)
+			}
+			for i, r := range pc.Rules {
+				if _, err := policy.CompileRule(r); err != nil {
+					t.Fatalf("policy %q rule %d %+v does not compile: %v\nCaddyfile:\n%s", name, i, r, err, text)
+				}
+			}
+		}
+	}
+	// Numbers stay json.Number, so that they are written back verbatim.
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		t.Fatal(err)
+	}
+	walkHandlers(tree, func(h map[string]any) {
+		var dst any
+		switch h["handler"] {
+		case "registry_auth_token":
+			dst = new(TokenHandler)
+		case "registry_auth_proxy":
+			dst = new(ProxyHandler)
+		default:
+			return
+		}
+		fields := map[string]any{}
+		for k, v := range h {
+			if k != "handler" {
+				fields[k] = v
+			}
+		}
+		raw, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := caddy.StrictUnmarshalJSON(raw, dst); err != nil {
+			t.Fatalf("handler %v refused: %v\nCaddyfile:\n%s\nJSON:\n%s", h["handler"], err, text, raw)
+		}
+		if ph, ok := dst.(*ProxyHandler); ok {
+			if len(ph.Upstream) == 0 {
+				t.Fatalf("registry_auth_proxy without upstream adapted\nCaddyfile:\n%s", text)
+			}
+			if err := caddy.StrictUnmarshalJSON(ph.Upstream, new(reverseproxy.Handler)); err != nil {
+				t.Fatalf("upstream refused by reverse_proxy: %v\nCaddyfile:\n%s\nJSON:\n%s", err, text, ph.Upstream)
+			}
+		}
+	})
+}
+
+// walkHandlers calls fn on every JSON object in v that has a "handler"
+// key, at any depth (subroutes nest handlers).
+func walkHandlers(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		if _, ok := v["handler"].(string); ok {
+			fn(v)
+		}
+		for _, e := range v {
+			walkHandlers(e, fn)
+		}
+	case []any:
+		for _, e := range v {
+			walkHandlers(e, fn)
+		}
+	}
+}

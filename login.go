@@ -28,6 +28,9 @@ func (e errThrottled) retryAfter() string {
 func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
 	if id, ok := p.Rules.Remembered(user, password); ok {
 		count(metrics.logins, "cached")
+		if p.throttle != nil {
+			p.throttle.trust(ip, user, time.Now())
+		}
 		return id, nil
 	}
 	done := func(ok, failed bool) {}

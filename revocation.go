@@ -60,7 +60,8 @@ func updateRevocations(ctx context.Context, storage certmagic.Storage, policyNam
 	if err := storage.Lock(ctx, key); err != nil {
 		return Revocations{}, err
 	}
-	defer func() { _ = storage.Unlock(ctx, key) }()
+	// Unlock even if the admin client went away mid-request.
+	defer func() { _ = storage.Unlock(context.WithoutCancel(ctx), key) }()
 	r, err := loadRevocations(ctx, storage, policyName)
 	if err != nil {
 		return r, err

@@ -66,34 +66,74 @@ func userKey(user string) string {
 // admit reserves a password check for ip and user. It returns the wait
 // before trying again when either is locked or has too many checks in
 // flight; otherwise a done func that must be called with the outcome: ok,
-// failed (a wrong password), or neither (the check could not run).
+// failed (a wrong password), or neither (the check could not run). A
+// refused attempt adds nothing to the tables: it costs the server nothing.
 func (t *throttle) admit(ip, user string, now time.Time) (done func(ok, failed bool), wait time.Duration) {
 	ak, uk := addressKey(ip), userKey(user)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	keys := []*failures{t.entry(t.ips, ak, now)}
-	if until, ok := t.trusted[uk+ak]; !ok || !now.Before(until) {
-		keys = append(keys, t.entry(t.users, uk, now))
+	checkUser := true
+	if until, ok := t.trusted[uk+ak]; ok && now.Before(until) {
+		checkUser = false
 	}
-	for _, f := range keys {
-		switch {
-		case f.lockedUntil.After(now):
-			wait = max(wait, f.lockedUntil.Sub(now))
-		case f.inflight > 0 && f.count+f.inflight >= t.threshold:
-			// Past the threshold (lock run out), one attempt at a time.
-			wait = max(wait, time.Second)
-		}
+	if f := t.live(t.ips, ak, now); f != nil {
+		wait = max(wait, t.refusal(f, now, false))
+	}
+	if f := t.live(t.users, uk, now); f != nil && checkUser {
+		wait = max(wait, t.refusal(f, now, true))
 	}
 	if wait > 0 {
 		return nil, wait
 	}
+	keys := []*failures{t.entry(t.ips, ak, now)}
+	if checkUser {
+		keys = append(keys, t.entry(t.users, uk, now))
+	}
 	for _, f := range keys {
 		f.inflight++
 	}
-	return func(ok, failed bool) { t.settle(keys, ak, uk, ok, failed) }, 0
+	return func(ok, failed bool) { t.settle(keys, checkUser, ak, uk, ok, failed) }, 0
 }
 
-func (t *throttle) settle(keys []*failures, ak, uk string, ok, failed bool) {
+// refusal is how long f keeps an attempt out: its lock, or a second when
+// too many checks are in flight. For an address that has not failed yet,
+// checks in flight are not limited: many clients behind one NAT may log in
+// at once (the user name's limit still holds them to the threshold).
+func (t *throttle) refusal(f *failures, now time.Time, isUser bool) time.Duration {
+	switch {
+	case f.lockedUntil.After(now):
+		return f.lockedUntil.Sub(now)
+	case f.inflight > 0 && f.count+f.inflight >= t.threshold && (isUser || f.count > 0):
+		// Past the threshold (lock run out), one attempt at a time.
+		return time.Second
+	}
+	return 0
+}
+
+// trust marks user as logging in from ip: the credential cache answered,
+// so the throttle never saw it.
+func (t *throttle) trust(ip, user string, now time.Time) {
+	key := userKey(user) + addressKey(ip)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if until, ok := t.trusted[key]; ok && until.Sub(now) > t.window/2 {
+		return // fresh enough: spare the write
+	}
+	t.setTrusted(key, now)
+}
+
+func (t *throttle) setTrusted(key string, now time.Time) {
+	if _, ok := t.trusted[key]; !ok && len(t.trusted) >= t.max {
+		for k, until := range t.trusted {
+			if !now.Before(until) || len(t.trusted) >= t.max {
+				delete(t.trusted, k)
+			}
+		}
+	}
+	t.trusted[key] = now.Add(t.window)
+}
+
+func (t *throttle) settle(keys []*failures, checkedUser bool, ak, uk string, ok, failed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
@@ -110,50 +150,53 @@ func (t *throttle) settle(keys []*failures, ak, uk string, ok, failed bool) {
 		}
 	}
 	if ok {
-		// The user's own address is trusted for the user name from now on;
-		// the address's count stays (one good account must not wash it
-		// clean for guessing at others).
-		if len(t.trusted) >= t.max {
-			for k, until := range t.trusted {
-				if !now.Before(until) || len(t.trusted) >= t.max {
-					delete(t.trusted, k)
-				}
-			}
-		}
-		t.trusted[uk+ak] = now.Add(t.window)
-		if f := t.users[uk]; f != nil && f.inflight == 0 {
+		// The user's own address is trusted for the user name from now on.
+		// The address's count stays (one good account must not wash it
+		// clean for guessing at others), and so does a user-name record
+		// that a guesser built up elsewhere.
+		t.setTrusted(uk+ak, now)
+		if f := t.users[uk]; checkedUser && f != nil && f.inflight == 0 && f.count < t.threshold && !f.lockedUntil.After(now) {
 			delete(t.users, uk)
 		}
 	}
 }
 
-// entry returns the live entry for key, starting afresh after a quiet
-// window.
-func (t *throttle) entry(table map[string]*failures, key string, now time.Time) *failures {
+// live returns key's entry unless it has faded.
+func (t *throttle) live(table map[string]*failures, key string, now time.Time) *failures {
 	f := table[key]
 	if f != nil && (f.inflight > 0 || now.Sub(f.last) <= t.window || f.lockedUntil.After(now)) {
 		return f
 	}
-	if f == nil && len(table) >= t.max {
+	return nil
+}
+
+// entry returns the live entry for key, starting afresh after a quiet
+// window.
+func (t *throttle) entry(table map[string]*failures, key string, now time.Time) *failures {
+	if f := t.live(table, key, now); f != nil {
+		return f
+	}
+	if _, exists := table[key]; !exists && len(table) >= t.max {
 		t.evict(table, now)
 	}
-	f = &failures{last: now}
+	f := &failures{last: now}
 	table[key] = f
 	return f
 }
 
+// evict makes room: faded entries first, then those below the threshold,
+// then any not locked. Entries with checks in flight stay.
 func (t *throttle) evict(table map[string]*failures, now time.Time) {
-	for k, f := range table {
-		if f.inflight == 0 && now.Sub(f.last) > t.window && !f.lockedUntil.After(now) {
-			delete(table, k)
-		}
-	}
-	for _, keepLocked := range []bool{true, false} {
+	for _, drop := range []func(*failures) bool{
+		func(f *failures) bool { return now.Sub(f.last) > t.window && !f.lockedUntil.After(now) },
+		func(f *failures) bool { return f.count < t.threshold && !f.lockedUntil.After(now) },
+		func(f *failures) bool { return !f.lockedUntil.After(now) },
+	} {
 		for k, f := range table {
 			if len(table) < t.max {
 				return
 			}
-			if f.inflight == 0 && (!keepLocked || !f.lockedUntil.After(now)) {
+			if f.inflight == 0 && drop(f) {
 				delete(table, k)
 			}
 		}

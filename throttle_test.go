@@ -123,3 +123,49 @@ func TestTokenHandlerThrottles(t *testing.T) {
 	}
 	grantOf(t, h, get(t, h, svc, basic("alice", "alice-pw")))
 }
+
+// Refused attempts cost nothing, not even a table entry; many different
+// users behind one address may log in at once.
+func TestThrottleRefusalsAddNothing(t *testing.T) {
+	th := newThrottle(2, time.Minute, 100)
+	now := time.Now()
+	fail(t, th, "6.6.6.6", "x", 2, now) // the address is locked
+	users := len(th.users)
+	for i := 0; i < 50; i++ {
+		if _, w := th.admit("6.6.6.6", "user"+strconv.Itoa(i), now); w == 0 {
+			t.Fatal("a locked address was admitted")
+		}
+	}
+	if len(th.users) != users {
+		t.Fatalf("refused attempts added %d user entries", len(th.users)-users)
+	}
+	var dones []func(bool, bool)
+	for i := 0; i < 20; i++ {
+		done, w := th.admit("10.0.0.1", "runner"+strconv.Itoa(i), now)
+		if w != 0 {
+			t.Fatalf("login %d of many users behind one address refused", i)
+		}
+		dones = append(dones, done)
+	}
+	for _, d := range dones {
+		d(true, false)
+	}
+}
+
+// A login the cache answers renews the trust of its address, so a user
+// whose logins are all cached is never locked out of it.
+func TestCachedLoginRenewsTrust(t *testing.T) {
+	h := newTestHandler(t)
+	h.policy.throttle = newThrottle(2, time.Minute, 100)
+	if _, err := h.policy.login("10.0.0.1", "alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	key := userKey("alice") + addressKey("10.0.0.1")
+	h.policy.throttle.trusted[key] = time.Now().Add(time.Second) // nearly lapsed
+	if _, err := h.policy.login("10.0.0.1", "alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if until := h.policy.throttle.trusted[key]; time.Until(until) < 30*time.Second {
+		t.Fatalf("a cached login did not renew the trust (until %s)", until)
+	}
+}

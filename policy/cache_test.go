@@ -179,3 +179,35 @@ func BenchmarkAuthenticateBcrypt(b *testing.B) {
 		}
 	}
 }
+
+// A plaintext password is hashed with a new salt at every load; what keys
+// the cache and refresh-token fingerprints must not change with it.
+func TestPlaintextUsersAreStableAcrossLoads(t *testing.T) {
+	cache := NewCredentialCache(time.Minute, 100)
+	cfg := Config{Users: []User{{Name: "robot", Password: "s3cret", Plaintext: true}, {Name: "anchor", Password: hashOf(t, "x")}}}
+	first, _, err := Compile(cfg, WithCredentialCache(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, err := Compile(cfg, WithCredentialCache(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("k")
+	a, _ := first.Fingerprint("robot", key)
+	b, _ := second.Fingerprint("robot", key)
+	if a != b {
+		t.Fatal("a reload changed a plaintext user's fingerprint: their refresh tokens would die")
+	}
+	if _, err := first.Authenticate("robot", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := second.Remembered("robot", "s3cret"); !ok {
+		t.Fatal("a reload lost a plaintext user's cached login")
+	}
+	cfg.Users[0].Password = "changed"
+	third, _, _ := Compile(cfg, WithCredentialCache(cache))
+	if c, _ := third.Fingerprint("robot", key); c == a {
+		t.Fatal("a new plaintext password kept the fingerprint")
+	}
+}

@@ -4,6 +4,7 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,12 @@ type Config struct {
 
 // Policy is a compiled Config, safe for concurrent use.
 type Policy struct {
-	users     map[string][]byte
+	users map[string][]byte
+	// identity is what identifies a user's current password across loads
+	// and instances: the stored hash, or for a plaintext password (hashed
+	// with a new salt at every load) a digest of it. The credential cache
+	// and refresh-token fingerprints key on it.
+	identity  map[string][]byte
 	dummyHash []byte
 	groupsOf  map[string][]string
 	rules     []compiledRule
@@ -55,7 +61,7 @@ func WithHashWait(d time.Duration) Option { return func(p *Policy) { p.hashWait 
 // Compile checks cfg and prepares it for fast evaluation. Warnings are
 // things that work but deserve the operator's attention.
 func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err error) {
-	p = &Policy{users: map[string][]byte{}, groupsOf: map[string][]string{}, hashWait: DefaultHashWait}
+	p = &Policy{users: map[string][]byte{}, identity: map[string][]byte{}, groupsOf: map[string][]string{}, hashWait: DefaultHashWait}
 	for _, o := range opts {
 		o(p)
 	}
@@ -83,6 +89,7 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 		}
 		costs = append(costs, cost)
 		p.users[u.Name] = []byte(u.Password)
+		p.identity[u.Name] = p.users[u.Name]
 		return nil
 	}
 	for i, u := range cfg.Users {
@@ -114,6 +121,8 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 			return nil, nil, fmt.Errorf("user %q: %v", u.Name, err)
 		}
 		p.users[u.Name] = h
+		sum := sha256.Sum256([]byte("plaintext password\x00" + u.Password))
+		p.identity[u.Name] = sum[:]
 	}
 	if p.dummyHash, err = bcrypt.GenerateFromPassword([]byte(token.RandomID()), cost); err != nil {
 		return nil, nil, err

@@ -143,7 +143,7 @@ func (p *Policy) Authenticate(name, password string) (Identity, error) {
 	}
 	var id [32]byte
 	if known && p.cache != nil {
-		id = p.cache.id(name, password, hash)
+		id = p.cache.id(name, password, p.identity[name])
 		if p.cache.hit(id, time.Now()) {
 			return Identity{Name: name, Groups: p.groupsOf[name]}, nil
 		}
@@ -170,18 +170,19 @@ func (p *Policy) User(name string) (Identity, bool) {
 	return Identity{Name: name, Groups: p.groupsOf[name]}, true
 }
 
-// Fingerprint is an HMAC under key of the user's current password hash:
-// it changes whenever the password does, and tells nothing about it.
+// Fingerprint is an HMAC under key of what identifies the user's current
+// password (see Policy.identity): the same on every load and instance, it
+// changes whenever the password does, and tells nothing about it.
 // Refresh tokens carry it so that a new password revokes them.
 func (p *Policy) Fingerprint(name string, key []byte) (string, bool) {
-	hash, ok := p.users[name]
+	ident, ok := p.identity[name]
 	if !ok {
 		return "", false
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(name))
 	m.Write([]byte{0})
-	m.Write(hash)
+	m.Write(ident)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16]), true
 }
 
@@ -189,11 +190,11 @@ func (p *Policy) Fingerprint(name string, key []byte) (string, bool) {
 // for exactly these credentials against the user's current hash. It never
 // runs bcrypt, so callers may ask it before deciding whether to throttle.
 func (p *Policy) Remembered(name, password string) (Identity, bool) {
-	hash, known := p.users[name]
+	ident, known := p.identity[name]
 	if !known || p.cache == nil {
 		return Identity{}, false
 	}
-	if !p.cache.hit(p.cache.id(name, password, hash), time.Now()) {
+	if !p.cache.hit(p.cache.id(name, password, ident), time.Now()) {
 		return Identity{}, false
 	}
 	return Identity{Name: name, Groups: p.groupsOf[name]}, true

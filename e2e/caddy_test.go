@@ -90,6 +90,7 @@ func runMain(m *testing.M) int {
 	defer caddy.Stop() //nolint:errcheck
 	shared = e
 	code := m.Run()
+	removeBaseImage()
 	if code != 0 || os.Getenv("E2E_SHOW_LOG") != "" {
 		e.dumpLog()
 	}

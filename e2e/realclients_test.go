@@ -89,6 +89,14 @@ func buildBaseImage(t *testing.T) string {
 	return baseImage
 }
 
+// removeBaseImage deletes the test image, if one was built, at the end of
+// the run.
+func removeBaseImage() {
+	if baseImage != "" {
+		_ = exec.Command("docker", "rmi", "-f", baseImage).Run()
+	}
+}
+
 // dockerCLI runs docker with its own config directory.
 type dockerCLI struct {
 	t      *testing.T

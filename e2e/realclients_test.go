@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The real clients most people meet a registry through: the docker CLI
@@ -282,7 +283,19 @@ func TestContainerdCtr(t *testing.T) {
 		for _, img := range strings.Fields(out) {
 			_, _ = ctr("images", "rm", img)
 		}
-		_, _ = exec.Command("ctr", "--address", address, "namespaces", "rm", ns).CombinedOutput()
+		// A namespace goes only once its content does; the garbage
+		// collector may not have run yet, so remove the content too.
+		out, _ = ctr("content", "ls", "-q")
+		if digests := strings.Fields(out); len(digests) > 0 {
+			_, _ = ctr(append([]string{"content", "rm"}, digests...)...)
+		}
+		for try := 0; try < 10; try++ {
+			if exec.Command("ctr", "--address", address, "namespaces", "rm", ns).Run() == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("could not remove the containerd namespace %s", ns)
 	})
 	must(t, "images", "import", tarball)
 	// containerd names what docker saved with the full reference.

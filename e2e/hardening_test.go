@@ -43,6 +43,24 @@ func proxySite(proxyPort, registryPort int) string {
 	return fmt.Sprintf("\nhttp://localhost:%d {\n\tlog\n\tregistry_auth_proxy {\n\t\tupstream localhost:%d\n\t}\n}\n", proxyPort, registryPort)
 }
 
+// startProxied starts a v3 registry without auth of its own behind a proxy
+// site added to Caddy for the test (removed when it ends), and returns the
+// proxy as clients reach it.
+func startProxied(t *testing.T) *registry {
+	t.Helper()
+	regPort, proxyPort := FreePort(), FreePort()
+	startV3(t, shared, registrySetup{port: regPort})
+	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
+		t.Fatalf("adding a proxy site: %d %s", status, body)
+	}
+	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
+	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
+	if err := WaitHTTP("http://"+proxy.host+"/v2/", http.StatusUnauthorized); err != nil {
+		t.Fatal(err)
+	}
+	return proxy
+}
+
 // TestReloadUnderLoad pushes and pulls through the proxy without pause
 // while Caddy's config is replaced many times, valid and invalid in turn.
 // Valid reloads must not fail a request in flight; invalid ones must be
@@ -140,16 +158,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // token, credential or key appears in the logs or in any error body.
 func TestSecretsNeverLeave(t *testing.T) {
 	reg := startV3(t, shared, registrySetup{realm: shared.realm})
-	regPort, proxyPort := FreePort(), FreePort()
-	startV3(t, shared, registrySetup{port: regPort})
-	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-		t.Fatalf("loading the config: %d %s", status, body)
-	}
-	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
-	if err := WaitHTTP("http://"+proxy.host+"/v2/", http.StatusUnauthorized); err != nil {
-		t.Fatal(err)
-	}
+	proxy := startProxied(t)
 	logPath := filepath.Join(shared.dir, "caddy.log")
 	before, _ := os.ReadFile(logPath)
 

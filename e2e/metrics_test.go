@@ -40,13 +40,7 @@ func scrape(t *testing.T) map[string]float64 {
 // then checks the counters moved and that a flood of random users, paths
 // and repositories adds no label values: the series stay a small fixed set.
 func TestMetrics(t *testing.T) {
-	regPort, proxyPort := FreePort(), FreePort()
-	startV3(t, shared, registrySetup{port: regPort})
-	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-		t.Fatalf("%d %s", status, body)
-	}
-	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
+	proxy := startProxied(t)
 	before := scrape(t)
 
 	if err := push(t, proxy, "alice/metrics:v1", "alice", randomImage(t)); err != nil {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,13 +109,8 @@ func TestRefreshTokens(t *testing.T) {
 		expect(t, refreshGrant(t, shared.realm, rt, "nope.test", ""), http.StatusBadRequest, "refresh for an unknown service")
 	})
 	t.Run("the proxy refuses it as a bearer token", func(t *testing.T) {
-		regPort, proxyPort := FreePort(), FreePort()
-		startV3(t, shared, registrySetup{port: regPort})
-		if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-			t.Fatalf("%d %s", status, body)
-		}
-		t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://localhost:%d/v2/alice/x/tags/list", proxyPort), nil)
+		proxy := startProxied(t)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+proxy.host+"/v2/alice/x/tags/list", nil)
 		req.Header.Set("Authorization", "Bearer "+rt)
 		resp := do(t, req)
 		expect(t, resp, http.StatusUnauthorized, "refresh token at the proxy")

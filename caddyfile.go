@@ -50,6 +50,10 @@ func init() {
 //		group    <name> <member...>
 //		allow    <subject[,subject...]> <action[,action...]> <resource...>
 //		deny     <subject[,subject...]> <action[,action...]> <resource...>
+//		policy_file     <path> [native|docker_auth|alauda]
+//		reload_interval <duration>|off
+//		authenticator   <module> [{...}]
+//		authorizer      <module> [{...}]
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -216,6 +220,48 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: %v", sub, err)
 			}
 			pc.Rules = append(pc.Rules, rule)
+		case "policy_file":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("want: policy_file <path> [native|docker_auth|alauda]")
+			}
+			f := PolicyFile{Path: args[0]}
+			if len(args) == 2 {
+				f.Format = args[1]
+				switch f.Format {
+				case FormatNative, FormatDockerAuth, FormatAlauda:
+				default:
+					return d.Errf("policy_file: unknown format %q (want native, docker_auth or alauda)", f.Format)
+				}
+			}
+			pc.Files = append(pc.Files, f)
+		case "reload_interval":
+			if err := once(); err != nil {
+				return err
+			}
+			dur, off, err := durationArg(d, true)
+			if err != nil {
+				return err
+			}
+			pc.ReloadInterval = dur
+			if off {
+				pc.ReloadInterval = -1
+			}
+		case "authenticator", "authorizer":
+			if !d.NextArg() {
+				return d.Errf("want: %s <module> [{...}]", sub)
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "registry_auth."+sub+"s."+name)
+			if err != nil {
+				return err
+			}
+			raw := caddyconfig.JSONModuleObject(unm, sub, name, nil)
+			if sub == "authenticator" {
+				pc.AuthenticatorsRaw = append(pc.AuthenticatorsRaw, raw)
+			} else {
+				pc.AuthorizersRaw = append(pc.AuthorizersRaw, raw)
+			}
 		default:
 			return d.Errf("unknown registry_auth subdirective %q", sub)
 		}

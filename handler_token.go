@@ -170,7 +170,7 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		}
 		req.user = id.Name
 	} else if req.hasCreds {
-		if id, err = p.login(clientIP(r), req.user, req.password); err != nil {
+		if id, err = p.login(r.Context(), clientIP(r), req.user, req.password); err != nil {
 			status, code, oauth, msg, retry := loginRefusal(err)
 			if retry != "" {
 				w.Header().Set("Retry-After", retry)
@@ -185,7 +185,7 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		}
 	}
 
-	granted := p.Rules.Authorize(id, requested)
+	granted := p.authorize(r.Context(), id, audience, clientIP(r), requested)
 	claims := token.NewClaims(p.Issuer, id.Name, audience, p.Lifetime, now, token.AccessClaim(granted))
 	signed, err := p.Signer.Sign(claims)
 	if err != nil {

@@ -55,10 +55,9 @@ func newTestHandler(t *testing.T) *TokenHandler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &TokenHandler{
-		policy: &Policy{Name: "default", Issuer: "test-issuer", Services: []string{testService, "other.test"}, Lifetime: 5 * time.Minute, Signer: signer, Rules: rules},
-		logger: zap.NewNop(),
-	}
+	p := &Policy{Name: "default", Issuer: "test-issuer", Services: []string{testService, "other.test"}, Lifetime: 5 * time.Minute, Signer: signer, logger: zap.NewNop()}
+	p.rules.Store(rules)
+	return &TokenHandler{policy: p, logger: zap.NewNop()}
 }
 
 // storedHashes maps each test password to the hash the policy stores.

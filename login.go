@@ -1,12 +1,15 @@
 package registryauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/regauth/caddy-registry-auth/policy"
 )
@@ -25,13 +28,18 @@ func (e errThrottled) retryAfter() string {
 // login checks credentials for both handlers: a remembered success at once;
 // otherwise, unless the IP or name is locked, one password check whose
 // outcome the throttle counts.
-func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
-	if id, ok := p.Rules.Remembered(user, password); ok {
+func (p *Policy) login(ctx context.Context, ip, user, password string) (policy.Identity, error) {
+	rules := p.Rules()
+	remembered, ok := p.remembered(rules, user, password)
+	if p.cache != nil {
+		count(metrics.cacheLookups, map[bool]string{true: "hit", false: "miss"}[ok])
+	}
+	if ok {
 		count(metrics.logins, "cached")
 		if p.throttle != nil {
 			p.throttle.trust(ip, user, time.Now())
 		}
-		return id, nil
+		return remembered, nil
 	}
 	done := func(ok, failed bool) {}
 	if p.throttle != nil {
@@ -42,12 +50,14 @@ func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
 		}
 	}
 	start := time.Now()
-	id, err := p.Rules.Authenticate(user, password)
+	id, err := p.authenticate(ctx, rules, user, password)
 	done(err == nil, errors.Is(err, policy.ErrBadCredentials))
 	result := "ok"
 	switch {
 	case errors.Is(err, policy.ErrBusy):
 		result = "busy"
+	case errors.Is(err, errSourceDown):
+		result = "unavailable"
 	case err != nil:
 		result = "failed"
 	}
@@ -56,6 +66,51 @@ func (p *Policy) login(ip, user, password string) (policy.Identity, error) {
 		metrics.loginSeconds.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	}
 	return id, err
+}
+
+// remembered finds a recent success of these credentials in the credential
+// cache, from the policy's own users or from an authenticator.
+func (p *Policy) remembered(rules *policy.Policy, user, password string) (policy.Identity, bool) {
+	if id, ok := rules.Remembered(user, password); ok || rules.Knows(user) || p.cache == nil {
+		return id, ok
+	}
+	for _, a := range p.authenticators {
+		if groups, ok := p.cache.LookupExternal(a.source, user, password); ok {
+			return rules.WithGroups(policy.Identity{Name: user, Groups: groups}), true
+		}
+	}
+	return policy.Identity{}, false
+}
+
+// authenticate asks the policy's own users, then each authenticator in
+// order, until one knows the user. The own users are always checked with
+// bcrypt, against a dummy hash when the name is not theirs, so that a
+// name's time does not tell which source has it.
+func (p *Policy) authenticate(ctx context.Context, rules *policy.Policy, user, password string) (policy.Identity, error) {
+	id, err := rules.Authenticate(user, password)
+	if !errors.Is(err, policy.ErrBadCredentials) || rules.Knows(user) {
+		return id, err
+	}
+	for _, a := range p.authenticators {
+		id, err := a.Authenticate(ctx, user, password)
+		switch {
+		case errors.Is(err, ErrUnknownUser):
+			continue
+		case errors.Is(err, policy.ErrBadCredentials):
+			return policy.Identity{}, err
+		case err == nil && id.Name != user:
+			err = fmt.Errorf("answered for user %q", id.Name)
+		}
+		if err != nil {
+			p.logger.Error("authenticator failed; login refused", zap.String("policy", p.Name), zap.String("authenticator", a.name), zap.Error(err))
+			return policy.Identity{}, errSourceDown
+		}
+		if p.cache != nil {
+			p.cache.RememberExternal(a.source, user, password, id.Groups)
+		}
+		return rules.WithGroups(id), nil
+	}
+	return policy.Identity{}, policy.ErrBadCredentials
 }
 
 // loginRefusal is how a failed login is answered: status, registry error
@@ -67,6 +122,8 @@ func loginRefusal(err error) (status int, code, oauth, msg, retryAfter string) {
 		return http.StatusTooManyRequests, "TOOMANYREQUESTS", "temporarily_unavailable", th.Error(), th.retryAfter()
 	case errors.Is(err, policy.ErrBusy):
 		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", err.Error(), "1"
+	case errors.Is(err, errSourceDown):
+		return http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", err.Error(), "5"
 	}
 	return http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", "authentication required: wrong user name or password", ""
 }

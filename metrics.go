@@ -16,6 +16,8 @@ var metrics = struct {
 	logins        *prometheus.CounterVec   // result
 	loginSeconds  *prometheus.HistogramVec // result, for checks that ran bcrypt
 	proxyRequests *prometheus.CounterVec   // decision
+	cacheLookups  *prometheus.CounterVec   // result
+	reloads       *prometheus.CounterVec   // result
 }{}
 
 // registerMetrics creates the collectors once per process and registers
@@ -29,7 +31,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		}, []string{"outcome"})
 		metrics.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "logins_total",
-			Help: "Password logins by result: cached (credential cache hit), ok, failed, throttled, busy.",
+			Help: "Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer).",
 		}, []string{"result"})
 		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
@@ -40,8 +42,16 @@ func registerMetrics(reg *prometheus.Registry) error {
 			Namespace: ns, Subsystem: sub, Name: "proxy_requests_total",
 			Help: "Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy.",
 		}, []string{"decision"})
+		metrics.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "credential_cache_lookups_total",
+			Help: "Credential cache lookups of password logins by result: hit (no password check needed) or miss.",
+		}, []string{"result"})
+		metrics.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "policy_reloads_total",
+			Help: "Reloads of changed policy and htpasswd files by result: ok, or failed (the previous policy stays in force).",
+		}, []string{"result"})
 	})
-	for _, c := range []prometheus.Collector{metrics.tokenRequests, metrics.logins, metrics.loginSeconds, metrics.proxyRequests} {
+	for _, c := range []prometheus.Collector{metrics.tokenRequests, metrics.logins, metrics.loginSeconds, metrics.proxyRequests, metrics.cacheLookups, metrics.reloads} {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}

@@ -5,9 +5,13 @@
 package registryauth
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -53,6 +57,7 @@ type App struct {
 	policies map[string]*Policy
 	caches   []string // keys this app holds in credentialCaches
 	logger   *zap.Logger
+	stop     chan struct{} // closed by Stop: file watchers end
 }
 
 // credentialCaches keeps each policy's credential cache across config
@@ -95,6 +100,21 @@ type PolicyConfig struct {
 	// use global placeholders such as {env.VAR} and {file./path}, expanded
 	// when the configuration loads.
 	policy.Config
+
+	// Files hold more users, groups and rules, reloaded when they change.
+	Files []PolicyFile `json:"files,omitempty"`
+	// ReloadInterval is how often policy files and htpasswd files are
+	// checked for changes. Default 5s; negative: never (they are still
+	// read with every Caddy config load).
+	ReloadInterval caddy.Duration `json:"reload_interval,omitempty"`
+
+	// AuthenticatorsRaw are sources of users asked, in order, after the
+	// policy's own users: the first source that knows a user decides.
+	AuthenticatorsRaw []json.RawMessage `json:"authenticators,omitempty" caddy:"namespace=registry_auth.authenticators inline_key=authenticator"`
+	// AuthorizersRaw grant access besides the rules: a request gets the
+	// union of what the rules and each authorizer grant, never more than
+	// it asked for.
+	AuthorizersRaw []json.RawMessage `json:"authorizers,omitempty" caddy:"namespace=registry_auth.authorizers inline_key=authorizer"`
 }
 
 // ThrottleConfig limits failed logins per client IP and per user name.
@@ -125,14 +145,39 @@ type Policy struct {
 	Services []string
 	Lifetime time.Duration
 	Signer   *token.Signer
-	Rules    *policy.Policy
-	export   SignerConfig
-	throttle *throttle // nil when off
+	// rules is the compiled users, groups and rules, replaced whole when
+	// policy files change: a request works with the one it loaded.
+	rules          atomic.Pointer[policy.Policy]
+	source         *policySource
+	reloadEvery    time.Duration // 0: files are not watched
+	loadedDigest   [sha256.Size]byte
+	cache          *policy.CredentialCache // nil when off
+	authenticators []namedAuthenticator
+	authorizers    []namedAuthorizer
+	logger         *zap.Logger
+	export         SignerConfig
+	throttle       *throttle // nil when off
 	// refreshLifetime is 0 when refresh tokens are off.
 	refreshLifetime time.Duration
 	// storage holds the policy's revocations.
 	storage certmagic.Storage
 }
+
+type namedAuthenticator struct {
+	Authenticator
+	name string
+	// source tells the credential cache which authenticator, as configured,
+	// said yes: a changed configuration never hits an old entry.
+	source string
+}
+
+type namedAuthorizer struct {
+	Authorizer
+	name string
+}
+
+// Rules returns the policy's compiled users, groups and rules as they are now.
+func (p *Policy) Rules() *policy.Policy { return p.rules.Load() }
 
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
@@ -216,18 +261,46 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 	var opts []policy.Option
 	switch ttl := time.Duration(pc.CredentialCacheTTL); {
 	case ttl == 0:
-		opts = append(opts, policy.WithCredentialCache(holdCache(name, DefaultCredentialCacheTTL)))
+		p.cache = holdCache(name, DefaultCredentialCacheTTL)
 	case ttl > 0:
-		opts = append(opts, policy.WithCredentialCache(holdCache(name, ttl)))
+		p.cache = holdCache(name, ttl)
 	}
-	rules, warnings, err := policy.Compile(cfg, opts...)
+	if p.cache != nil {
+		opts = append(opts, policy.WithCredentialCache(p.cache))
+	}
+	files := make([]PolicyFile, len(pc.Files))
+	for i, f := range pc.Files {
+		f.Path = repl.ReplaceKnown(f.Path, "")
+		if f.Path == "" {
+			return nil, fmt.Errorf("files[%d]: path: empty", i)
+		}
+		switch f.Format {
+		case "", FormatNative, FormatDockerAuth, FormatAlauda:
+		default:
+			return nil, fmt.Errorf("files[%d]: format: unknown %q (want native, docker_auth or alauda)", i, f.Format)
+		}
+		files[i] = f
+	}
+	p.source = &policySource{base: cfg, files: files, opts: opts}
+	rules, digest, warnings, err := p.source.compile()
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range warnings {
 		logger.Warn(w, zap.String("policy", name))
 	}
-	p.Rules = rules
+	p.rules.Store(rules)
+	p.loadedDigest = digest
+	p.logger = logger
+	if p.source.watched() && pc.ReloadInterval >= 0 {
+		p.reloadEvery = time.Duration(pc.ReloadInterval)
+		if p.reloadEvery == 0 {
+			p.reloadEvery = DefaultReloadInterval
+		}
+	}
+	if err := p.loadBackends(ctx, pc); err != nil {
+		return nil, err
+	}
 
 	tc := ThrottleConfig{}
 	if pc.Throttle != nil {
@@ -272,18 +345,76 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 }
 
 // Start writes the public certificate bundles and key sets that policies
-// are configured to export, for registries to read.
+// are configured to export, for registries to read, and starts watching
+// policy files.
 func (a *App) Start() error {
 	for _, p := range a.policies {
 		if err := p.export.export(p.Signer); err != nil {
 			return fmt.Errorf("policy %q: %v", p.Name, err)
 		}
 	}
+	a.stop = make(chan struct{})
+	for _, p := range a.policies {
+		if p.reloadEvery > 0 {
+			go p.watch(a.stop, p.reloadEvery, p.loadedDigest)
+		}
+	}
 	return nil
 }
 
-// Stop does nothing: the app holds no goroutines or listeners.
-func (a *App) Stop() error { return nil }
+// Stop ends the file watchers.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		close(a.stop)
+		a.stop = nil
+	}
+	return nil
+}
+
+// loadBackends loads the policy's authenticator and authorizer modules.
+func (p *Policy) loadBackends(ctx caddy.Context, pc *PolicyConfig) error {
+	// Caddy clears the raw JSON as it loads it: take each one's digest first.
+	sources := make([]string, len(pc.AuthenticatorsRaw))
+	for i, raw := range pc.AuthenticatorsRaw {
+		sum := sha256.Sum256(raw)
+		sources[i] = fmt.Sprintf("%d:%s", i, hex.EncodeToString(sum[:8]))
+	}
+	if pc.AuthenticatorsRaw != nil {
+		mods, err := ctx.LoadModule(pc, "AuthenticatorsRaw")
+		if err != nil {
+			return fmt.Errorf("authenticators: %v", err)
+		}
+		for i, m := range mods.([]any) {
+			a, ok := m.(Authenticator)
+			if !ok {
+				return fmt.Errorf("authenticators[%d]: %T is not an Authenticator", i, m)
+			}
+			p.authenticators = append(p.authenticators, namedAuthenticator{a, moduleName(m), sources[i]})
+		}
+	}
+	if pc.AuthorizersRaw != nil {
+		mods, err := ctx.LoadModule(pc, "AuthorizersRaw")
+		if err != nil {
+			return fmt.Errorf("authorizers: %v", err)
+		}
+		for i, m := range mods.([]any) {
+			a, ok := m.(Authorizer)
+			if !ok {
+				return fmt.Errorf("authorizers[%d]: %T is not an Authorizer", i, m)
+			}
+			p.authorizers = append(p.authorizers, namedAuthorizer{a, moduleName(m)})
+		}
+	}
+	return nil
+}
+
+// moduleName is a module's name within its namespace, for logs.
+func moduleName(m any) string {
+	if cm, ok := m.(caddy.Module); ok {
+		return cm.CaddyModule().ID.Name()
+	}
+	return fmt.Sprintf("%T", m)
+}
 
 // Policy returns the provisioned policy called name.
 func (a *App) Policy(name string) (*Policy, error) {

@@ -35,7 +35,7 @@ var errRefreshRefused = errors.New("the refresh token is not valid")
 // issueRefresh makes a refresh token for subject at service: bound to
 // both, carrying no access, and to the user's current password.
 func (p *Policy) issueRefresh(subject, service string, now time.Time) (string, error) {
-	fp, ok := p.Rules.Fingerprint(subject, p.Signer.Secret())
+	fp, ok := p.Rules().Fingerprint(subject, p.Signer.Secret())
 	if !ok {
 		return "", errRefreshRefused
 	}
@@ -55,11 +55,11 @@ func (p *Policy) refreshIdentity(raw, service string, now time.Time) (policy.Ide
 	if err != nil || c.Kind != token.KindRefresh || c.Subject == "" {
 		return policy.Identity{}, errRefreshRefused
 	}
-	fp, ok := p.Rules.Fingerprint(c.Subject, p.Signer.Secret())
+	fp, ok := p.Rules().Fingerprint(c.Subject, p.Signer.Secret())
 	if !ok || fp != c.Fingerprint {
 		return policy.Identity{}, errRefreshRefused
 	}
-	id, ok := p.Rules.User(c.Subject)
+	id, ok := p.Rules().User(c.Subject)
 	if !ok {
 		return policy.Identity{}, errRefreshRefused
 	}

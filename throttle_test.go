@@ -1,6 +1,7 @@
 package registryauth
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -112,13 +113,13 @@ func TestTokenHandlerThrottles(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		wantError(t, get(t, h, svc, basic("alice", "guess"+strconv.Itoa(i))), http.StatusUnauthorized, "UNAUTHORIZED")
 	}
-	before := h.policy.Rules.Compares()
+	before := h.policy.Rules().Compares()
 	w := get(t, h, svc, basic("alice", "another-guess"))
 	wantError(t, w, http.StatusTooManyRequests, "TOOMANYREQUESTS")
 	if w.Header().Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", w.Header().Get("Retry-After"))
 	}
-	if h.policy.Rules.Compares() != before {
+	if h.policy.Rules().Compares() != before {
 		t.Fatal("a throttled guess still ran bcrypt")
 	}
 	grantOf(t, h, get(t, h, svc, basic("alice", "alice-pw")))
@@ -157,12 +158,12 @@ func TestThrottleRefusalsAddNothing(t *testing.T) {
 func TestCachedLoginRenewsTrust(t *testing.T) {
 	h := newTestHandler(t)
 	h.policy.throttle = newThrottle(2, time.Minute, 100)
-	if _, err := h.policy.login("10.0.0.1", "alice", "alice-pw"); err != nil {
+	if _, err := h.policy.login(context.Background(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
 	key := userKey("alice") + addressKey("10.0.0.1")
 	h.policy.throttle.trusted[key] = time.Now().Add(time.Second) // nearly lapsed
-	if _, err := h.policy.login("10.0.0.1", "alice", "alice-pw"); err != nil {
+	if _, err := h.policy.login(context.Background(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
 	if until := h.policy.throttle.trusted[key]; time.Until(until) < 30*time.Second {

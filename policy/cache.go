@@ -33,7 +33,9 @@ const CacheMaxAge = 24 * time.Hour
 
 type cacheEntry struct {
 	checked time.Time // when bcrypt last said yes
-	expiry  time.Time // ttl after the last use, at most checked+CacheMaxAge
+	expiry  time.Time // ttl after the last use, at most checked+maxAge
+	maxAge  time.Duration
+	groups  []string // from an external source; nil for the policy's own users
 }
 
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
@@ -64,28 +66,52 @@ func (c *CredentialCache) id(name, password string, hash []byte) [sha256.Size]by
 // than ttl ago, and extends it: a client that keeps logging in (a proxied
 // CI job, say) keeps its entry, up to CacheMaxAge after the check.
 func (c *CredentialCache) hit(id [sha256.Size]byte, now time.Time) bool {
+	_, ok := c.lookup(id, now)
+	return ok
+}
+
+func (c *CredentialCache) lookup(id [sha256.Size]byte, now time.Time) ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[id]
 	if !ok {
-		return false
+		return nil, false
 	}
 	if now.After(e.expiry) {
 		delete(c.entries, id)
-		return false
+		return nil, false
 	}
 	e.expiry = now.Add(c.ttl)
-	if limit := e.checked.Add(CacheMaxAge); e.expiry.After(limit) {
+	if limit := e.checked.Add(e.maxAge); e.expiry.After(limit) {
 		e.expiry = limit
 	}
 	c.entries[id] = e
-	return true
+	return e.groups, true
+}
+
+// LookupExternal reports whether a check of these credentials by an
+// external source (named by source, which must change whenever that
+// source's configuration does) succeeded less than the ttl ago, and the
+// groups it returned. Unlike the policy's own users, whose new password
+// is a new stored hash, a password changed at the source cannot be seen
+// here: so these entries are never extended past one ttl.
+func (c *CredentialCache) LookupExternal(source, name, password string) ([]string, bool) {
+	return c.lookup(c.id(name, password, []byte("external\x00"+source)), time.Now())
+}
+
+// RememberExternal records a success of an external source.
+func (c *CredentialCache) RememberExternal(source, name, password string, groups []string) {
+	c.store(c.id(name, password, []byte("external\x00"+source)), time.Now(), c.ttl, append([]string(nil), groups...))
 }
 
 // remember records a successful check. When full it drops expired entries
 // and, if that is not enough, arbitrary ones: a dropped entry only costs
 // one more bcrypt compare.
 func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
+	c.store(id, now, CacheMaxAge, nil)
+}
+
+func (c *CredentialCache) store(id [sha256.Size]byte, now time.Time, maxAge time.Duration, groups []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
@@ -101,7 +127,7 @@ func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[id] = cacheEntry{checked: now, expiry: now.Add(c.ttl)}
+	c.entries[id] = cacheEntry{checked: now, expiry: now.Add(c.ttl), maxAge: maxAge, groups: groups}
 }
 
 // Len is the number of remembered checks.

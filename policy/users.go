@@ -161,6 +161,23 @@ func (p *Policy) Authenticate(name, password string) (Identity, error) {
 	return Identity{Name: name, Groups: p.groupsOf[name]}, nil
 }
 
+// Knows reports whether name is one of the policy's own users.
+func (p *Policy) Knows(name string) bool {
+	_, ok := p.users[name]
+	return ok
+}
+
+// WithGroups adds the groups the policy itself gives id's user (its
+// "groups" map) to those id already has, say from a directory.
+func (p *Policy) WithGroups(id Identity) Identity {
+	own := p.groupsOf[id.Name]
+	if len(own) == 0 {
+		return id
+	}
+	id.Groups = append(append([]string(nil), id.Groups...), own...)
+	return id
+}
+
 // User returns the identity of a defined user, for callers that
 // authenticated it another way (a refresh token).
 func (p *Policy) User(name string) (Identity, bool) {

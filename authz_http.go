@@ -1,0 +1,202 @@
+package registryauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/regauth/caddy-registry-auth/token"
+)
+
+func init() { caddy.RegisterModule(HTTPAuthorizer{}) }
+
+// HTTPAuthorizer asks an HTTP service what a request may do. It POSTs a
+// JSON object:
+//
+//	{"user": "alice", "groups": ["dev"], "service": "registry.example.com",
+//	 "client_ip": "192.0.2.7",
+//	 "scopes": [{"type": "repository", "name": "team/app", "actions": ["pull", "push"]}]}
+//
+// ("user" is "" for anonymous requests) and expects a 2xx answer
+//
+//	{"scopes": [{"type": "repository", "name": "team/app", "actions": ["pull"]}]}
+//
+// listing what it grants: any subset of what was asked, per resource.
+// Anything else grants nothing. Answers are reused for the same question
+// for cache_ttl.
+type HTTPAuthorizer struct {
+	HTTPService
+	// CacheTTL is how long an answer is reused for the same question
+	// (user, groups, service, client IP and scopes). Default 10s;
+	// negative: never.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+
+	ttl     time.Duration
+	answers *answerCache
+}
+
+type answerCache struct {
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]authzAnswer
+}
+
+// DefaultAuthorizerCacheTTL is how long an HTTP authorizer's answer is reused.
+const DefaultAuthorizerCacheTTL = 10 * time.Second
+
+// authorizerCacheSize bounds the answers an HTTP authorizer keeps.
+const authorizerCacheSize = 10000
+
+type authzAnswer struct {
+	granted []token.Scope
+	expiry  time.Time
+}
+
+type authzScope struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (HTTPAuthorizer) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "registry_auth.authorizers.http", New: func() caddy.Module { return new(HTTPAuthorizer) }}
+}
+
+// Provision checks the URL and builds the client.
+func (a *HTTPAuthorizer) Provision(caddy.Context) error {
+	a.ttl = time.Duration(a.CacheTTL)
+	if a.ttl == 0 {
+		a.ttl = DefaultAuthorizerCacheTTL
+	}
+	a.answers = &answerCache{entries: map[[sha256.Size]byte]authzAnswer{}}
+	return a.provision()
+}
+
+// Authorize asks the service, or reuses its recent answer.
+func (a *HTTPAuthorizer) Authorize(ctx context.Context, req AccessRequest) ([]token.Scope, error) {
+	question := struct {
+		User     string       `json:"user"`
+		Groups   []string     `json:"groups"`
+		Service  string       `json:"service"`
+		ClientIP string       `json:"client_ip"`
+		Scopes   []authzScope `json:"scopes"`
+	}{req.Identity.Name, req.Identity.Groups, req.Service, req.ClientIP, make([]authzScope, len(req.Scopes))}
+	if question.Groups == nil {
+		question.Groups = []string{}
+	}
+	for i, s := range req.Scopes {
+		question.Scopes[i] = authzScope{s.Type, s.Name, s.Actions.Strings()}
+	}
+	body, err := json.Marshal(question)
+	if err != nil {
+		return nil, err
+	}
+	key := sha256.Sum256(body)
+	if granted, ok := a.cached(key); ok {
+		return granted, nil
+	}
+	status, answer, err := a.post(ctx, "", body)
+	if err != nil {
+		return nil, err
+	}
+	if status < 200 || status > 299 {
+		return nil, fmt.Errorf("%s answered %d", a.URL, status)
+	}
+	var parsed struct {
+		Scopes []authzScope `json:"scopes"`
+	}
+	if err := json.Unmarshal(answer, &parsed); err != nil {
+		return nil, fmt.Errorf("%s answered with a body that is not a JSON object with scopes: %v", a.URL, err)
+	}
+	granted := make([]token.Scope, 0, len(parsed.Scopes))
+	for _, s := range parsed.Scopes {
+		var actions token.Actions
+		for _, word := range s.Actions {
+			actions |= token.ParseAction(word)
+		}
+		granted = append(granted, token.Scope{Type: s.Type, Name: s.Name, Actions: actions})
+	}
+	a.remember(key, granted)
+	return granted, nil
+}
+
+func (a *HTTPAuthorizer) cached(key [sha256.Size]byte) ([]token.Scope, bool) {
+	if a.ttl < 0 {
+		return nil, false
+	}
+	c := a.answers
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ans, ok := c.entries[key]
+	if !ok || time.Now().After(ans.expiry) {
+		return nil, false
+	}
+	return ans.granted, true
+}
+
+func (a *HTTPAuthorizer) remember(key [sha256.Size]byte, granted []token.Scope) {
+	if a.ttl < 0 {
+		return
+	}
+	now := time.Now()
+	c := a.answers
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= authorizerCacheSize {
+		for k, ans := range c.entries {
+			if now.After(ans.expiry) || len(c.entries) >= authorizerCacheSize {
+				delete(c.entries, k)
+			}
+		}
+	}
+	c.entries[key] = authzAnswer{granted, now.Add(a.ttl)}
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authorizer http {
+//		url       <url>
+//		timeout   <duration>
+//		ca_file   <path>
+//		cache_ttl <duration>|off
+//	}
+func (a *HTTPAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		if d.Val() == "cache_ttl" {
+			dur, off, err := durationArg(d, true)
+			if err != nil {
+				return err
+			}
+			a.CacheTTL = dur
+			if off {
+				a.CacheTTL = -1
+			}
+			continue
+		}
+		ok, err := a.unmarshalField(d)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return d.Errf("unknown http authorizer subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ Authorizer            = (*HTTPAuthorizer)(nil)
+	_ caddy.Provisioner     = (*HTTPAuthorizer)(nil)
+	_ caddyfile.Unmarshaler = (*HTTPAuthorizer)(nil)
+)

@@ -1,0 +1,228 @@
+package registryauth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+)
+
+// PolicyFile is a file, or a directory of files, holding users, groups and
+// rules that join those stated in the policy itself. Files are checked for
+// changes every reload_interval and reloaded when they change.
+type PolicyFile struct {
+	// Path of a file or a directory. Of a directory every regular file
+	// whose name does not start with "." is read, in name order, and
+	// symbolic links are followed: a Kubernetes Secret or projected volume
+	// mounted there works as it is (its "..data" entries are skipped).
+	Path string `json:"path"`
+	// Format of the files: "native" (default: JSON with the users,
+	// htpasswd_files, groups and rules fields of a policy), "docker_auth"
+	// (the users and acl of a cesanta/docker_auth config) or "alauda" (the
+	// users and auths of an alauda/registry-auth config), YAML or JSON.
+	Format string `json:"format,omitempty"`
+}
+
+// Policy file formats.
+const (
+	FormatNative     = "native"
+	FormatDockerAuth = "docker_auth"
+	FormatAlauda     = "alauda"
+)
+
+// DefaultReloadInterval is how often policy and htpasswd files are checked
+// for changes.
+const DefaultReloadInterval = 5 * time.Second
+
+// maxPolicyFileSize bounds what one policy file may hold.
+const maxPolicyFileSize = 16 << 20
+
+// policySource makes a policy's compiled rules from its configuration and
+// its files, at load and again whenever the files change.
+type policySource struct {
+	base  policy.Config // the policy's own, placeholders expanded
+	files []PolicyFile
+	opts  []policy.Option
+}
+
+// read reads every file the policy depends on: the policy files, and the
+// htpasswd files named by the policy or by them. The digest changes when
+// any of their contents does.
+func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warnings []string, err error) {
+	sum := sha256.New()
+	cfg = s.base
+	cfg.Users = append([]policy.User(nil), s.base.Users...)
+	cfg.HtpasswdFiles = append([]string(nil), s.base.HtpasswdFiles...)
+	cfg.Rules = append([]policy.Rule(nil), s.base.Rules...)
+	cfg.Groups = map[string][]string{}
+	for g, members := range s.base.Groups {
+		cfg.Groups[g] = append([]string(nil), members...)
+	}
+	for i, f := range s.files {
+		paths, err := policyFilePaths(f.Path)
+		if err != nil {
+			return cfg, digest, nil, fmt.Errorf("files[%d]: %v", i, err)
+		}
+		for _, path := range paths {
+			data, err := readBounded(path)
+			if err != nil {
+				return cfg, digest, nil, fmt.Errorf("files[%d]: %v", i, err)
+			}
+			fmt.Fprintf(sum, "%s\x00%d\x00", path, len(data))
+			sum.Write(data)
+			part, warns, err := parsePolicyFile(f.Format, data)
+			if err != nil {
+				return cfg, digest, nil, fmt.Errorf("files[%d]: %s: %v", i, path, err)
+			}
+			for _, w := range warns {
+				warnings = append(warnings, path+": "+w)
+			}
+			cfg.Users = append(cfg.Users, part.Users...)
+			cfg.HtpasswdFiles = append(cfg.HtpasswdFiles, part.HtpasswdFiles...)
+			cfg.Rules = append(cfg.Rules, part.Rules...)
+			for g, members := range part.Groups {
+				cfg.Groups[g] = append(cfg.Groups[g], members...)
+			}
+		}
+	}
+	for _, path := range cfg.HtpasswdFiles {
+		// Read here only to notice changes; policy.Compile parses them.
+		data, err := readBounded(path)
+		if err != nil {
+			return cfg, digest, nil, err
+		}
+		fmt.Fprintf(sum, "%s\x00%d\x00", path, len(data))
+		sum.Write(data)
+	}
+	sum.Sum(digest[:0])
+	return cfg, digest, warnings, nil
+}
+
+// compile reads the files and compiles the whole policy.
+func (s *policySource) compile() (*policy.Policy, [sha256.Size]byte, []string, error) {
+	cfg, digest, warnings, err := s.read()
+	if err != nil {
+		return nil, digest, nil, err
+	}
+	p, more, err := policy.Compile(cfg, s.opts...)
+	return p, digest, append(warnings, more...), err
+}
+
+// watched reports whether the policy depends on any file.
+func (s *policySource) watched() bool {
+	return len(s.files) > 0 || len(s.base.HtpasswdFiles) > 0
+}
+
+// policyFilePaths lists the files a policy file path stands for.
+func policyFilePaths(path string) ([]string, error) {
+	info, err := os.Stat(path) // follows symbolic links
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		full := filepath.Join(path, e.Name())
+		if info, err := os.Stat(full); err != nil {
+			return nil, err
+		} else if info.Mode().IsRegular() {
+			paths = append(paths, full)
+		}
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicyFileSize+1))
+	if err == nil && len(data) > maxPolicyFileSize {
+		err = fmt.Errorf("%s: larger than %d bytes", path, maxPolicyFileSize)
+	}
+	return data, err
+}
+
+// parsePolicyFile reads one file of a format.
+func parsePolicyFile(format string, data []byte) (policy.Config, []string, error) {
+	switch format {
+	case "", FormatNative:
+		var cfg policy.Config
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, nil, fmt.Errorf("not a policy file: %v", err)
+		}
+		if dec.More() {
+			return cfg, nil, fmt.Errorf("not a policy file: data after the JSON object")
+		}
+		return cfg, nil, nil
+	case FormatDockerAuth, FormatAlauda:
+		return convertPolicy(format, data)
+	}
+	return policy.Config{}, nil, fmt.Errorf("unknown format %q (want native, docker_auth or alauda)", format)
+}
+
+// watch reloads the policy whenever its files change, until stop is
+// closed. A file that fails to read or compile leaves the policy in force
+// and is reported once per distinct content.
+func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha256.Size]byte) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		cfg, digest, warnings, err := p.source.read()
+		if err == nil && digest == last {
+			lastErr = ""
+			continue
+		}
+		var rules *policy.Policy
+		if err == nil {
+			var more []string
+			rules, more, err = policy.Compile(cfg, p.source.opts...)
+			warnings = append(warnings, more...)
+		}
+		if err != nil {
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				count(metrics.reloads, "failed")
+				p.logger.Error("policy files not reloaded; the previous policy stays in force", zap.String("policy", p.Name), zap.Error(err))
+			}
+			continue
+		}
+		last, lastErr = digest, ""
+		for _, w := range warnings {
+			p.logger.Warn(w, zap.String("policy", p.Name))
+		}
+		p.rules.Store(rules)
+		count(metrics.reloads, "ok")
+		p.logger.Info("policy files reloaded", zap.String("policy", p.Name))
+	}
+}

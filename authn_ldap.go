@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -76,6 +77,7 @@ type LDAPAuthenticator struct {
 	timeout time.Duration
 	tls     *tls.Config
 	pool    chan *ldap.Conn
+	closed  *atomic.Bool // after Cleanup, connections are closed, not pooled
 }
 
 // LDAP defaults.
@@ -124,6 +126,7 @@ func (a *LDAPAuthenticator) Provision(caddy.Context) error {
 		return fmt.Errorf("pool_size: negative")
 	}
 	a.pool = make(chan *ldap.Conn, a.PoolSize)
+	a.closed = new(atomic.Bool)
 	switch {
 	case a.UserDN != "" && a.BaseDN != "":
 		return fmt.Errorf("user_dn (direct bind) and base_dn (search, then bind) exclude each other")
@@ -161,6 +164,10 @@ func (a *LDAPAuthenticator) Provision(caddy.Context) error {
 
 // Cleanup closes the pooled connections.
 func (a *LDAPAuthenticator) Cleanup() error {
+	if a.closed == nil {
+		return nil // never provisioned
+	}
+	a.closed.Store(true)
 	for {
 		select {
 		case c := <-a.pool:
@@ -306,9 +313,9 @@ func (a *LDAPAuthenticator) dial(timeout time.Duration) (*ldap.Conn, error) {
 func (a *LDAPAuthenticator) release(c *ldap.Conn, err error) (broken bool) {
 	var lerr *ldap.Error
 	broken = err != nil && errors.As(err, &lerr) && lerr.ResultCode >= ldap.ErrorNetwork
-	if broken || c.IsClosing() {
+	if broken || c.IsClosing() || a.closed.Load() {
 		c.Close()
-		return true
+		return broken
 	}
 	select {
 	case a.pool <- c:

@@ -207,3 +207,20 @@ func TestAuthorizers(t *testing.T) {
 		t.Fatalf("log: %+v", logs.All())
 	}
 }
+
+// A directory's user gets no refresh token: a password changed there
+// could not revoke it. The policy's own users still do.
+func TestNoRefreshTokenForExternalUsers(t *testing.T) {
+	h := refreshHandler(t)
+	h.policy.authenticators = []namedAuthenticator{{&fakeSource{user: "dir-user", password: "dir-pw"}, "fake", "a"}}
+	w := get(t, h, "service="+testService+"&offline_token=true", basic("dir-user", "dir-pw"))
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if rt := refreshTokenOf(t, w); rt != "" {
+		t.Fatal("a directory user got a refresh token")
+	}
+	if rt := refreshTokenOf(t, get(t, h, "service="+testService+"&offline_token=true", basic("alice", "alice-pw"))); rt == "" {
+		t.Fatal("the policy's own user got no refresh token")
+	}
+}

@@ -206,7 +206,10 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	case req.refresh != "":
 		// The same one back: Docker stores the first and never a new one.
 		resp.RefreshToken = req.refresh
-	case req.offline && !id.Anonymous() && p.refreshLifetime > 0:
+	case req.offline && p.refreshLifetime > 0 && p.Rules().Knows(id.Name):
+		// Only the policy's own users: a password changed in a directory
+		// or an HTTP service cannot be seen here, so it could not revoke
+		// the refresh token. Others keep logging in with their password.
 		if resp.RefreshToken, err = p.issueRefresh(id.Name, audience, now); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing refresh token: %v", err))
 		}

@@ -1,0 +1,80 @@
+package registryauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "registry-auth",
+		Usage: "convert --from docker_auth|alauda <file>|-",
+		Short: "Tools for the registry_auth plugin",
+		Long: `
+"caddy registry-auth convert" reads the users and access rules of a
+cesanta/docker_auth config (its users and acl) or of an alauda/registry-auth
+config (its users and auths), YAML or JSON, and prints the equivalent policy
+file in this plugin's JSON format on standard output. Warnings (each
+construct whose meaning changes, always towards granting less) go to
+standard error; a construct that cannot be translated safely is an error.
+The same files can also be read directly: policy_file <path> docker_auth.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			convert := &cobra.Command{
+				Use:   "convert --from docker_auth|alauda <file>|-",
+				Short: "Print a docker_auth or alauda config as a registry_auth policy file",
+				Args:  cobra.ExactArgs(1),
+				RunE: func(cmd *cobra.Command, args []string) error {
+					from, _ := cmd.Flags().GetString("from")
+					return runConvert(from, args[0], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+				},
+			}
+			convert.Flags().String("from", "", "the format of the input: docker_auth or alauda")
+			_ = convert.MarkFlagRequired("from")
+			cmd.AddCommand(convert)
+		},
+	})
+}
+
+// runConvert converts the file at path ("-": stdin) from format.
+func runConvert(format, path string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if format != FormatDockerAuth && format != FormatAlauda {
+		return fmt.Errorf("--from: want docker_auth or alauda, got %q", format)
+	}
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(stdin, maxPolicyFileSize+1))
+	} else {
+		data, err = readBounded(path)
+	}
+	if err != nil {
+		return err
+	}
+	cfg, warnings, err := convertPolicy(format, data)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	// What is printed must load: check it as the plugin will.
+	_, more, err := policy.Compile(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: the converted policy does not compile: %v", path, err)
+	}
+	for _, w := range more {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	return err
+}

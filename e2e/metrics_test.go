@@ -60,6 +60,7 @@ func TestMetrics(t *testing.T) {
 	}
 	get(shared.realm+"?service="+service, "alice", "wrong")
 	get("http://"+proxy.host+"/v2/alice/metrics/tags/list", "reader", passwords["reader"])
+	get("http://"+proxy.host+"/v2/alice/metrics/tags/list", "reader", passwords["reader"]) // remembered
 	get("http://"+proxy.host+"/v2/alice/metrics/tags/list", "", "")
 	after := scrape(t)
 	for _, series := range []string{
@@ -68,6 +69,8 @@ func TestMetrics(t *testing.T) {
 		`caddy_registry_auth_logins_total{result="failed"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="forwarded"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="challenged"}`,
+		`caddy_registry_auth_credential_cache_lookups_total{result="hit"}`,
+		`caddy_registry_auth_credential_cache_lookups_total{result="miss"}`,
 	} {
 		if after[series] <= before[series] {
 			t.Errorf("%s did not grow (%v → %v)", series, before[series], after[series])
@@ -82,9 +85,9 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("successful logins (ok + cached) did not grow")
 	}
 
-	// 2,000 requests with random users, passwords, repositories and paths.
+	// 10,000 requests with random users, passwords, repositories and paths.
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 10000; i++ {
 		user := fmt.Sprintf("user%d", rng.IntN(1<<30))
 		repo := fmt.Sprintf("r%d/x%d", rng.IntN(1<<30), i)
 		switch i % 3 {
@@ -98,7 +101,7 @@ func TestMetrics(t *testing.T) {
 	}
 	final := scrape(t)
 	if len(final) > 60 {
-		t.Fatalf("%d registry_auth series after 2,000 random requests: labels are not bounded", len(final))
+		t.Fatalf("%d registry_auth series after 10,000 random requests: labels are not bounded", len(final))
 	}
 	for series := range final {
 		if strings.Contains(series, "user") && !strings.Contains(series, "result") || strings.Contains(series, "/x") {

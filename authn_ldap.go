@@ -61,6 +61,11 @@ type LDAPAuthenticator struct {
 	BaseDN string `json:"base_dn,omitempty"`
 	// UserFilter finds a user's entry. Default "(uid={user})".
 	UserFilter string `json:"user_filter,omitempty"`
+	// UserAttribute of the user's entry holds the login name, which must
+	// equal the name given exactly (directories compare names ignoring
+	// case and surrounding spaces; this plugin's rules do not). Default
+	// "uid".
+	UserAttribute string `json:"user_attribute,omitempty"`
 
 	// GroupAttribute of the user's entry lists the DNs of the user's
 	// groups (memberOf with OpenLDAP's memberof overlay or Active
@@ -125,6 +130,9 @@ func (a *LDAPAuthenticator) Provision(caddy.Context) error {
 	if a.PoolSize < 0 {
 		return fmt.Errorf("pool_size: negative")
 	}
+	if a.UserAttribute == "" {
+		a.UserAttribute = "uid"
+	}
 	a.pool = make(chan *ldap.Conn, a.PoolSize)
 	a.closed = new(atomic.Bool)
 	switch {
@@ -185,20 +193,24 @@ func (a *LDAPAuthenticator) Authenticate(ctx context.Context, name, password str
 	if password == "" {
 		return Identity{}, policy.ErrBadCredentials
 	}
-	timeout := a.timeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
+	// One deadline for the whole login, retry included.
+	deadline := time.Now().Add(a.timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
 	}
 	if conn := a.idle(); conn != nil {
-		conn.SetTimeout(timeout)
+		conn.SetTimeout(time.Until(deadline))
 		id, err := a.authenticate(conn, name, password)
 		if !a.release(conn, err) {
 			return id, err
 		}
 		// The directory may have closed an idle connection (a restart,
-		// an idle timeout): try once more on a new one.
+		// an idle timeout): try once more on a new one, if time is left.
+		if time.Until(deadline) < a.timeout/10 {
+			return id, err
+		}
 	}
-	conn, err := a.dial(timeout)
+	conn, err := a.dial(time.Until(deadline))
 	if err != nil {
 		return Identity{}, err
 	}
@@ -216,7 +228,7 @@ func (a *LDAPAuthenticator) authenticate(conn *ldap.Conn, name, password string)
 			return Identity{}, fmt.Errorf("bind as the service account %q: %w", a.BindDN, err)
 		}
 		filter := strings.ReplaceAll(a.UserFilter, "{user}", ldap.EscapeFilter(name))
-		res, err := conn.Search(ldap.NewSearchRequest(a.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, a.seconds(), false, filter, []string{"dn"}, nil))
+		res, err := conn.Search(ldap.NewSearchRequest(a.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 2, a.seconds(), false, filter, []string{a.UserAttribute}, nil))
 		switch {
 		case err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 			return Identity{}, fmt.Errorf("search for the user: %w", err)
@@ -224,6 +236,9 @@ func (a *LDAPAuthenticator) authenticate(conn *ldap.Conn, name, password string)
 			return Identity{}, ErrUnknownUser
 		case len(res.Entries) > 1:
 			return Identity{}, fmt.Errorf("user_filter matches more than one entry for a name; refusing to guess")
+		}
+		if !spelledAs(res.Entries[0], a.UserAttribute, name) {
+			return Identity{}, policy.ErrBadCredentials
 		}
 		dn = res.Entries[0].DN
 	}
@@ -233,11 +248,33 @@ func (a *LDAPAuthenticator) authenticate(conn *ldap.Conn, name, password string)
 		}
 		return Identity{}, fmt.Errorf("bind as the user: %w", err)
 	}
+	if a.UserDN != "" {
+		res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, a.seconds(), false, "(objectClass=*)", []string{a.UserAttribute}, nil))
+		if err != nil {
+			return Identity{}, fmt.Errorf("read %s of the user: %w", a.UserAttribute, err)
+		}
+		if len(res.Entries) != 1 || !spelledAs(res.Entries[0], a.UserAttribute, name) {
+			return Identity{}, policy.ErrBadCredentials
+		}
+	}
 	groups, err := a.groups(conn, dn, name)
 	if err != nil {
 		return Identity{}, err
 	}
 	return Identity{Name: name, Groups: groups}, nil
+}
+
+// spelledAs reports whether the entry's naming attribute holds name
+// exactly. Directories match names ignoring case and surrounding spaces;
+// taking "ALICE " as alice would give one user many names, each dodging
+// "user:" rules and the throttle.
+func spelledAs(e *ldap.Entry, attribute, name string) bool {
+	for _, v := range e.GetAttributeValues(attribute) {
+		if v == name {
+			return true
+		}
+	}
+	return false
 }
 
 // groups reads the user's groups, bound as the user (who may read their
@@ -325,7 +362,7 @@ func (a *LDAPAuthenticator) release(c *ldap.Conn, err error) (broken bool) {
 	return false
 }
 
-// seconds is the timeout as an LDAP time limit.
+// seconds is the timeout as an LDAP time limit (whole seconds, at least 1).
 func (a *LDAPAuthenticator) seconds() int {
 	return int((a.timeout + time.Second - 1) / time.Second)
 }
@@ -343,6 +380,7 @@ func (a *LDAPAuthenticator) seconds() int {
 //		bind_password        <password>
 //		base_dn              <dn>
 //		user_filter          <filter with {user}>
+//		user_attribute       <attribute>
 //		group_attribute      <attribute>
 //		group_base_dn        <dn>
 //		group_filter         <filter with {dn} or {user}>
@@ -356,7 +394,7 @@ func (a *LDAPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	fields := map[string]*string{
 		"url": &a.URL, "ca_file": &a.CAFile, "user_dn": &a.UserDN,
 		"bind_dn": &a.BindDN, "bind_password": &a.BindPassword, "base_dn": &a.BaseDN,
-		"user_filter": &a.UserFilter, "group_attribute": &a.GroupAttribute,
+		"user_filter": &a.UserFilter, "user_attribute": &a.UserAttribute, "group_attribute": &a.GroupAttribute,
 		"group_base_dn": &a.GroupBaseDN, "group_filter": &a.GroupFilter,
 		"group_name_attribute": &a.GroupNameAttribute,
 	}

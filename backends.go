@@ -59,7 +59,8 @@ type AccessRequest struct {
 	// ClientIP is the address the request came from.
 	ClientIP string
 	// Scopes are the requested resources and actions, already validated
-	// and merged; "*" is expanded to its actions.
+	// and merged. A requested "*" is token.Every: pull, push and delete
+	// plus the All bit, which Strings writes as "*".
 	Scopes []token.Scope
 }
 

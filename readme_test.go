@@ -10,9 +10,13 @@ import (
 // TestREADMECoversCaddyfile fails when a Caddyfile subdirective the parser
 // knows is missing from the README's reference, so docs cannot drift.
 func TestREADMECoversCaddyfile(t *testing.T) {
-	src, err := os.ReadFile("caddyfile.go")
-	if err != nil {
-		t.Fatal(err)
+	var src []byte
+	for _, f := range []string{"caddyfile.go", "backend_http.go", "authn_http.go", "authz_http.go", "authn_ldap.go"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, data...)
 	}
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -25,6 +29,10 @@ func TestREADMECoversCaddyfile(t *testing.T) {
 		if m[2] != "" {
 			names = append(names, m[2])
 		}
+	}
+	// Field tables: "name": &x.Field.
+	for _, m := range regexp.MustCompile(`"([a-z_]+)": +&`).FindAllStringSubmatch(string(src), -1) {
+		names = append(names, m[1])
 	}
 	t.Logf("subdirectives: %v", names)
 	if len(names) < 15 {

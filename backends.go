@@ -41,9 +41,10 @@ var (
 
 // Authorizer grants access besides a policy's rules: an HTTP service, or a
 // module of your own in the registry_auth.authorizers namespace. What a
-// request gets is the union of what the rules and every authorizer grant,
-// intersected with what was requested, so an authorizer can add access but
-// never more than was asked. An authorizer that fails grants nothing.
+// request gets is the union of what the allow rules and every authorizer
+// grant, minus what the deny rules take away, intersected with what was
+// requested: an authorizer can add access, but never past a deny rule or
+// beyond what was asked. An authorizer that fails grants nothing.
 type Authorizer interface {
 	// Authorize returns the part of req.Scopes that req.Identity may have.
 	// It may return any subset, in any order; anything not requested is

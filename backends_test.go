@@ -65,10 +65,10 @@ func TestAuthenticatorChain(t *testing.T) {
 	t.Run("the policy's own user decides for her name", func(t *testing.T) {
 		other := &fakeSource{user: "alice", password: "directory-pw"}
 		p, _ := chainPolicy(t, other)
-		if _, err := p.login(ctx, "", "alice", "alice-pw"); err != nil {
+		if _, err := p.login(ctx, p.Rules(), "", "alice", "alice-pw"); err != nil {
 			t.Fatalf("own password: %v", err)
 		}
-		if _, err := p.login(ctx, "", "alice", "directory-pw"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Rules(), "", "alice", "directory-pw"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("a later source's password for an own user: got %v, want bad credentials", err)
 		}
 		if other.calls != 0 {
@@ -80,25 +80,25 @@ func TestAuthenticatorChain(t *testing.T) {
 		second := &fakeSource{user: "bob", password: "other-pw"}
 		third := &fakeSource{user: "dora", password: "dora-pw"}
 		p, _ := chainPolicy(t, first, second, third)
-		id, err := p.login(ctx, "", "bob", "bob-pw")
+		id, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
 		if err != nil || id.Name != "bob" || len(id.Groups) != 1 || id.Groups[0] != "devs" {
 			t.Fatalf("bob: %+v, %v", id, err)
 		}
-		if _, err := p.login(ctx, "", "bob", "other-pw"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Rules(), "", "bob", "other-pw"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("bob with the second source's password: %v", err)
 		}
 		if second.calls != 0 {
 			t.Fatalf("the second source was asked about bob")
 		}
-		id, err = p.login(ctx, "", "dora", "dora-pw")
+		id, err = p.login(ctx, p.Rules(), "", "dora", "dora-pw")
 		if err != nil || id.Name != "dora" {
 			t.Fatalf("dora: %+v, %v", id, err)
 		}
 		// The policy's groups map adds to what the source says.
-		if got := p.authorize(ctx, id, testService, "", []token.Scope{{Type: "repository", Name: "ops/x", Actions: token.Pull}}); len(got) != 1 {
+		if got := p.authorize(ctx, p.Rules(), id, testService, "", []token.Scope{{Type: "repository", Name: "ops/x", Actions: token.Pull}}); len(got) != 1 {
 			t.Fatalf("dora is in ops by the policy's groups: got %v", got)
 		}
-		if _, err := p.login(ctx, "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Rules(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("a name no source knows: %v", err)
 		}
 	})
@@ -106,7 +106,7 @@ func TestAuthenticatorChain(t *testing.T) {
 		down := &fakeSource{err: errors.New("connection refused")}
 		later := &fakeSource{user: "bob", password: "bob-pw"}
 		p, logs := chainPolicy(t, down, later)
-		_, err := p.login(ctx, "", "bob", "bob-pw")
+		_, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
 		if !errors.Is(err, errSourceDown) {
 			t.Fatalf("got %v, want errSourceDown", err)
 		}
@@ -121,13 +121,13 @@ func TestAuthenticatorChain(t *testing.T) {
 			t.Fatalf("log: %+v", logs.All())
 		}
 		// Own users still log in.
-		if _, err := p.login(ctx, "", "alice", "alice-pw"); err != nil {
+		if _, err := p.login(ctx, p.Rules(), "", "alice", "alice-pw"); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("an answer for another name is refused", func(t *testing.T) {
 		p, _ := chainPolicy(t, liar{})
-		if _, err := p.login(ctx, "", "bob", "pw"); !errors.Is(err, errSourceDown) {
+		if _, err := p.login(ctx, p.Rules(), "", "bob", "pw"); !errors.Is(err, errSourceDown) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -135,7 +135,7 @@ func TestAuthenticatorChain(t *testing.T) {
 		src := &fakeSource{user: "bob", password: "bob-pw", groups: []string{"devs"}}
 		p, _ := chainPolicy(t, src)
 		for range 3 {
-			id, err := p.login(ctx, "", "bob", "bob-pw")
+			id, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
 			if err != nil || len(id.Groups) != 1 {
 				t.Fatalf("%+v, %v", id, err)
 			}
@@ -143,12 +143,12 @@ func TestAuthenticatorChain(t *testing.T) {
 		if src.calls != 1 {
 			t.Fatalf("source asked %d times, want 1", src.calls)
 		}
-		if _, err := p.login(ctx, "", "bob", "wrong"); !errors.Is(err, ErrBadCredentials) || src.calls != 2 {
+		if _, err := p.login(ctx, p.Rules(), "", "bob", "wrong"); !errors.Is(err, ErrBadCredentials) || src.calls != 2 {
 			t.Fatalf("a wrong password after a success: %v, %d calls", err, src.calls)
 		}
 		// A source configured differently does not hit the old entries.
 		p.authenticators[0].source = "changed"
-		if _, err := p.login(ctx, "", "bob", "bob-pw"); err != nil || src.calls != 3 {
+		if _, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw"); err != nil || src.calls != 3 {
 			t.Fatalf("after a configuration change: %v, %d calls", err, src.calls)
 		}
 	})
@@ -186,7 +186,7 @@ func TestAuthorizers(t *testing.T) {
 		{Type: "registry", Name: "catalog", Actions: token.Every},
 	}}
 	p.authorizers = []namedAuthorizer{{ext, "fake"}}
-	got := p.authorize(ctx, devs, testService, "192.0.2.1", requested)
+	got := p.authorize(ctx, p.Rules(), devs, testService, "192.0.2.1", requested)
 	want := []token.Scope{
 		{Type: "repository", Name: "devs/app", Actions: token.Pull | token.Push},
 		{Type: "repository", Name: "shared/lib", Actions: token.Pull},
@@ -199,7 +199,7 @@ func TestAuthorizers(t *testing.T) {
 	}
 
 	ext.err = errors.New("timeout")
-	got = p.authorize(ctx, devs, testService, "", requested)
+	got = p.authorize(ctx, p.Rules(), devs, testService, "", requested)
 	if len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("a failing authorizer must grant nothing, the rules still work: got %v", got)
 	}
@@ -223,4 +223,55 @@ func TestNoRefreshTokenForExternalUsers(t *testing.T) {
 	if rt := refreshTokenOf(t, get(t, h, "service="+testService+"&offline_token=true", basic("alice", "alice-pw"))); rt == "" {
 		t.Fatal("the policy's own user got no refresh token")
 	}
+}
+
+// A deny rule limits what authorizers grant too: deny is final.
+func TestDenyLimitsAuthorizers(t *testing.T) {
+	p, _ := chainPolicy(t)
+	rules, _, err := policy.Compile(policy.Config{
+		Users: []policy.User{{Name: "zz", Password: mustHash(t, "zz-pw")}},
+		Rules: []policy.Rule{
+			{Effect: "allow", Subjects: []string{"everyone"}, Actions: []string{"pull"}, Resources: []string{"**"}},
+			{Effect: "deny", Subjects: []string{"anonymous"}, Actions: []string{"*"}, Resources: []string{"secret/**"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	everything := &fakeAuthorizer{grant: []token.Scope{
+		{Type: "repository", Name: "secret/x", Actions: token.Every},
+		{Type: "repository", Name: "open/x", Actions: token.Every},
+	}}
+	p.authorizers = []namedAuthorizer{{everything, "generous"}}
+	got := p.authorize(context.Background(), rules, Identity{}, testService, "", []token.Scope{
+		{Type: "repository", Name: "secret/x", Actions: token.Every},
+		{Type: "repository", Name: "open/x", Actions: token.Pull | token.Push},
+	})
+	if len(got) != 1 || got[0].Name != "open/x" || got[0].Actions != token.Pull|token.Push {
+		t.Fatalf("got %v: the deny on secret/** must hold against the authorizer, open/x gets what it grants", got)
+	}
+}
+
+// Names no Basic header could carry are refused before any source is
+// asked: an HTTP service would read "bob:x" as bob with a longer password.
+func TestLoginNamesWithColons(t *testing.T) {
+	src := &fakeSource{user: "bob:x", password: "y"}
+	p, _ := chainPolicy(t, src)
+	for _, name := range []string{"bob:x", "bob\x00", "bob\nx"} {
+		if _, err := p.login(context.Background(), p.Rules(), "", name, "y"); !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("%q: got %v", name, err)
+		}
+	}
+	if src.calls != 0 {
+		t.Fatalf("the source was asked %d times", src.calls)
+	}
+}
+
+func mustHash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
 }

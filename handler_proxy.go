@@ -219,9 +219,11 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 		}
 		return h.refuse(w, r, status, "UNAUTHORIZED", msg, "", &route)
 	}
+	// One policy for the whole request, whatever reloads meanwhile.
+	rules := h.policy.Rules()
 	var id policy.Identity
 	if hasCreds {
-		if id, err = h.policy.login(r.Context(), clientIP(r), user, password); err != nil {
+		if id, err = h.policy.login(r.Context(), rules, clientIP(r), user, password); err != nil {
 			status, code, _, msg, retry := loginRefusal(err)
 			if retry != "" {
 				w.Header().Set("Retry-After", retry)
@@ -239,7 +241,7 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 		if route.MountFrom != nil {
 			requested = append(requested, *route.MountFrom)
 		}
-		granted = h.policy.authorize(r.Context(), id, h.service, clientIP(r), requested)
+		granted = h.policy.authorize(r.Context(), rules, id, h.service, clientIP(r), requested)
 		if len(granted) == 0 || granted[0] != route.Scope {
 			if id.Anonymous() {
 				return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", "", &route)

@@ -150,6 +150,8 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		return h.writeError(w, req, rerr)
 	}
 
+	// One policy for the whole request, whatever reloads meanwhile.
+	rules := p.Rules()
 	var id policy.Identity
 	now := time.Now()
 	if req.refresh != "" && p.refreshLifetime == 0 && req.oauth {
@@ -159,7 +161,7 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		return h.writeError(w, req, rerr)
 	}
 	if req.refresh != "" {
-		if id, err = p.refreshIdentity(req.refresh, audience, now); err != nil {
+		if id, err = p.refreshIdentity(rules, req.refresh, audience, now); err != nil {
 			if errors.Is(err, errRevocationsUnavailable) {
 				h.log(r, req, audience, requested, nil, "busy", err.Error())
 				w.Header().Set("Retry-After", "5")
@@ -170,7 +172,7 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		}
 		req.user = id.Name
 	} else if req.hasCreds {
-		if id, err = p.login(r.Context(), clientIP(r), req.user, req.password); err != nil {
+		if id, err = p.login(r.Context(), rules, clientIP(r), req.user, req.password); err != nil {
 			status, code, oauth, msg, retry := loginRefusal(err)
 			if retry != "" {
 				w.Header().Set("Retry-After", retry)
@@ -185,7 +187,7 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		}
 	}
 
-	granted := p.authorize(r.Context(), id, audience, clientIP(r), requested)
+	granted := p.authorize(r.Context(), rules, id, audience, clientIP(r), requested)
 	claims := token.NewClaims(p.Issuer, id.Name, audience, p.Lifetime, now, token.AccessClaim(granted))
 	signed, err := p.Signer.Sign(claims)
 	if err != nil {
@@ -206,11 +208,11 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	case req.refresh != "":
 		// The same one back: Docker stores the first and never a new one.
 		resp.RefreshToken = req.refresh
-	case req.offline && p.refreshLifetime > 0 && p.Rules().Knows(id.Name):
+	case req.offline && p.refreshLifetime > 0 && rules.Knows(id.Name):
 		// Only the policy's own users: a password changed in a directory
 		// or an HTTP service cannot be seen here, so it could not revoke
 		// the refresh token. Others keep logging in with their password.
-		if resp.RefreshToken, err = p.issueRefresh(id.Name, audience, now); err != nil {
+		if resp.RefreshToken, err = p.issueRefresh(rules, id.Name, audience, now); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing refresh token: %v", err))
 		}
 	}

@@ -25,14 +25,22 @@ func (e errThrottled) retryAfter() string {
 	return strconv.Itoa(int(math.Ceil(e.wait.Seconds())))
 }
 
-// login checks credentials for both handlers: a remembered success at once;
-// otherwise, unless the IP or name is locked, one password check whose
-// outcome the throttle counts.
-func (p *Policy) login(ctx context.Context, ip, user, password string) (policy.Identity, error) {
-	rules := p.Rules()
+// login checks credentials for both handlers against rules, the policy as
+// the request found it: a remembered success at once; otherwise, unless
+// the IP or name is locked, one password check whose outcome the throttle
+// counts.
+func (p *Policy) login(ctx context.Context, rules *policy.Policy, ip, user, password string) (policy.Identity, error) {
+	if !loginName(user) {
+		// No source could hold such a name, and an HTTP service would
+		// split "alice:x" at the colon: never ask anyone.
+		count(metrics.logins, "failed")
+		return policy.Identity{}, policy.ErrBadCredentials
+	}
 	remembered, ok := p.remembered(rules, user, password)
-	if p.cache != nil {
-		count(metrics.cacheLookups, map[bool]string{true: "hit", false: "miss"}[ok])
+	if p.cache != nil && ok {
+		count(metrics.cacheLookups, "hit")
+	} else if p.cache != nil {
+		count(metrics.cacheLookups, "miss")
 	}
 	if ok {
 		count(metrics.logins, "cached")
@@ -66,6 +74,17 @@ func (p *Policy) login(ctx context.Context, ip, user, password string) (policy.I
 		metrics.loginSeconds.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	}
 	return id, err
+}
+
+// loginName reports whether name could be a user's: Basic credentials
+// cannot carry a ':' in it, and no control character belongs in one.
+func loginName(name string) bool {
+	for _, c := range name {
+		if c == ':' || c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // remembered finds a recent success of these credentials in the credential

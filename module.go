@@ -111,9 +111,9 @@ type PolicyConfig struct {
 	// AuthenticatorsRaw are sources of users asked, in order, after the
 	// policy's own users: the first source that knows a user decides.
 	AuthenticatorsRaw []json.RawMessage `json:"authenticators,omitempty" caddy:"namespace=registry_auth.authenticators inline_key=authenticator"`
-	// AuthorizersRaw grant access besides the rules: a request gets the
-	// union of what the rules and each authorizer grant, never more than
-	// it asked for.
+	// AuthorizersRaw grant access besides the allow rules: a request gets
+	// the union of what those and each authorizer grant, minus what the
+	// deny rules take away, never more than it asked for.
 	AuthorizersRaw []json.RawMessage `json:"authorizers,omitempty" caddy:"namespace=registry_auth.authorizers inline_key=authorizer"`
 }
 

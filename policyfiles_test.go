@@ -125,7 +125,7 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 				default:
 				}
 				logins.Add(1)
-				if _, err := p.login(context.Background(), "", "stay", "stay-pw"); err != nil {
+				if _, err := p.login(context.Background(), p.Rules(), "", "stay", "stay-pw"); err != nil {
 					failures.Add(1)
 				}
 			}
@@ -143,11 +143,11 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 	if n := logs.FilterMessage("policy files reloaded").Len(); n < 5 {
 		t.Fatalf("%d reloads logged, want 5", n)
 	}
-	id, err := p.login(context.Background(), "", "new4", "new4-pw")
+	id, err := p.login(context.Background(), p.Rules(), "", "new4", "new4-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.authorize(context.Background(), id, testService, "", []token.Scope{{Type: "repository", Name: "new4/app", Actions: token.Pull}}); len(got) != 1 {
+	if got := p.authorize(context.Background(), p.Rules(), id, testService, "", []token.Scope{{Type: "repository", Name: "new4/app", Actions: token.Pull}}); len(got) != 1 {
 		t.Fatalf("the new user's rule: got %v", got)
 	}
 }
@@ -210,7 +210,7 @@ func TestHtpasswdFileReload(t *testing.T) {
 	p, _ := watchedPolicy(t, policy.Config{HtpasswdFiles: []string{path}})
 	must(t, os.WriteFile(path, []byte(line("amy")+line("ben")), 0o600))
 	eventually(t, "ben from htpasswd", func() bool { return p.Rules().Knows("ben") })
-	if _, err := p.login(context.Background(), "", "ben", "ben-pw"); err != nil {
+	if _, err := p.login(context.Background(), p.Rules(), "", "ben", "ben-pw"); err != nil {
 		t.Fatal(err)
 	}
 }

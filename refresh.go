@@ -34,8 +34,8 @@ var errRefreshRefused = errors.New("the refresh token is not valid")
 
 // issueRefresh makes a refresh token for subject at service: bound to
 // both, carrying no access, and to the user's current password.
-func (p *Policy) issueRefresh(subject, service string, now time.Time) (string, error) {
-	fp, ok := p.Rules().Fingerprint(subject, p.Signer.Secret())
+func (p *Policy) issueRefresh(rules *policy.Policy, subject, service string, now time.Time) (string, error) {
+	fp, ok := rules.Fingerprint(subject, p.Signer.Secret())
 	if !ok {
 		return "", errRefreshRefused
 	}
@@ -47,7 +47,7 @@ func (p *Policy) issueRefresh(subject, service string, now time.Time) (string, e
 // refreshIdentity checks a refresh token presented for service and
 // returns its user as the policy knows them now: a deleted user, a new
 // password or a revocation after the token was issued refuses it.
-func (p *Policy) refreshIdentity(raw, service string, now time.Time) (policy.Identity, error) {
+func (p *Policy) refreshIdentity(rules *policy.Policy, raw, service string, now time.Time) (policy.Identity, error) {
 	if p.refreshLifetime == 0 {
 		return policy.Identity{}, errRefreshRefused
 	}
@@ -55,11 +55,11 @@ func (p *Policy) refreshIdentity(raw, service string, now time.Time) (policy.Ide
 	if err != nil || c.Kind != token.KindRefresh || c.Subject == "" {
 		return policy.Identity{}, errRefreshRefused
 	}
-	fp, ok := p.Rules().Fingerprint(c.Subject, p.Signer.Secret())
+	fp, ok := rules.Fingerprint(c.Subject, p.Signer.Secret())
 	if !ok || fp != c.Fingerprint {
 		return policy.Identity{}, errRefreshRefused
 	}
-	id, ok := p.Rules().User(c.Subject)
+	id, ok := rules.User(c.Subject)
 	if !ok {
 		return policy.Identity{}, errRefreshRefused
 	}

@@ -158,12 +158,12 @@ func TestThrottleRefusalsAddNothing(t *testing.T) {
 func TestCachedLoginRenewsTrust(t *testing.T) {
 	h := newTestHandler(t)
 	h.policy.throttle = newThrottle(2, time.Minute, 100)
-	if _, err := h.policy.login(context.Background(), "10.0.0.1", "alice", "alice-pw"); err != nil {
+	if _, err := h.policy.login(context.Background(), h.policy.Rules(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
 	key := userKey("alice") + addressKey("10.0.0.1")
 	h.policy.throttle.trusted[key] = time.Now().Add(time.Second) // nearly lapsed
-	if _, err := h.policy.login(context.Background(), "10.0.0.1", "alice", "alice-pw"); err != nil {
+	if _, err := h.policy.login(context.Background(), h.policy.Rules(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
 	if until := h.policy.throttle.trusted[key]; time.Until(until) < 30*time.Second {

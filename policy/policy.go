@@ -157,25 +157,36 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 func (p *Policy) Authorize(id Identity, requested []token.Scope) []token.Scope {
 	granted := make([]token.Scope, 0, len(requested))
 	for _, want := range requested {
-		var allowed, denied token.Actions
-		for i := range p.rules {
-			r := &p.rules[i]
-			if !r.who.match(id) {
-				continue
-			}
-			if a := r.holds(want, id.Name); r.deny {
-				denied |= a
-			} else {
-				allowed |= a
-			}
-		}
-		if denied != 0 {
-			// After any deny the subject no longer holds "every action".
-			allowed &^= denied | token.All
-		}
-		if g := allowed & want.Actions; g != 0 {
+		allowed, denied := p.Decide(id, want)
+		if g := Limit(allowed, denied) & want.Actions; g != 0 {
 			granted = append(granted, token.Scope{Type: want.Type, Name: want.Name, Actions: g})
 		}
 	}
 	return granted
+}
+
+// Decide returns the actions on want's resource that id's matching allow
+// rules give and those its matching deny rules take away.
+func (p *Policy) Decide(id Identity, want token.Scope) (allowed, denied token.Actions) {
+	for i := range p.rules {
+		r := &p.rules[i]
+		if !r.who.match(id) {
+			continue
+		}
+		if a := r.holds(want, id.Name); r.deny {
+			denied |= a
+		} else {
+			allowed |= a
+		}
+	}
+	return allowed, denied
+}
+
+// Limit is what remains of allowed after denied. After any deny the
+// subject no longer holds "every action".
+func Limit(allowed, denied token.Actions) token.Actions {
+	if denied != 0 {
+		allowed &^= denied | token.All
+	}
+	return allowed
 }

@@ -48,7 +48,7 @@ func (a *HTTPAuthenticator) Authenticate(ctx context.Context, name, password str
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return Identity{}, policy.ErrBadCredentials
 	case status < 200 || status > 299:
-		return Identity{}, fmt.Errorf("%s answered %d", a.URL, status)
+		return Identity{}, fmt.Errorf("%s answered %d", a.where, status)
 	}
 	id := Identity{Name: name}
 	if len(bytes.TrimSpace(body)) > 0 {
@@ -56,7 +56,7 @@ func (a *HTTPAuthenticator) Authenticate(ctx context.Context, name, password str
 			Groups []string `json:"groups"`
 		}
 		if err := json.Unmarshal(body, &answer); err != nil {
-			return Identity{}, fmt.Errorf("%s answered %d with a body that is not a JSON object with groups: %v", a.URL, status, err)
+			return Identity{}, fmt.Errorf("%s answered %d with a body that is not a JSON object with groups: %v", a.where, status, err)
 		}
 		id.Groups = answer.Groups
 	}
@@ -71,19 +71,12 @@ func (a *HTTPAuthenticator) Authenticate(ctx context.Context, name, password str
 //		ca_file <path>
 //	}
 func (a *HTTPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		ok, err := a.unmarshalField(d)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return d.Errf("unknown http authenticator subdirective %q", d.Val())
-		}
-	}
+	return a.unmarshalBlock(d, "http authenticator", nil)
+}
+
+// Cleanup closes idle connections to the service.
+func (a *HTTPAuthenticator) Cleanup() error {
+	a.cleanup()
 	return nil
 }
 
@@ -91,5 +84,6 @@ func (a *HTTPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ Authenticator         = (*HTTPAuthenticator)(nil)
 	_ caddy.Provisioner     = (*HTTPAuthenticator)(nil)
+	_ caddy.CleanerUpper    = (*HTTPAuthenticator)(nil)
 	_ caddyfile.Unmarshaler = (*HTTPAuthenticator)(nil)
 )

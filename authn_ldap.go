@@ -87,9 +87,9 @@ type LDAPAuthenticator struct {
 
 // LDAP defaults.
 const (
-	DefaultLDAPPoolSize   = 4
-	DefaultLDAPUserFilter = "(uid={user})"
-	DefaultLDAPGroupFiler = "(member={dn})"
+	DefaultLDAPPoolSize    = 4
+	DefaultLDAPUserFilter  = "(uid={user})"
+	DefaultLDAPGroupFilter = "(member={dn})"
 )
 
 // CaddyModule returns the Caddy module information.
@@ -142,7 +142,13 @@ func (a *LDAPAuthenticator) Provision(caddy.Context) error {
 		if !strings.Contains(a.UserDN, "{user}") {
 			return fmt.Errorf("user_dn: %q has no {user}", a.UserDN)
 		}
+		if _, err := ldap.ParseDN(strings.ReplaceAll(a.UserDN, "{user}", "x")); err != nil || !strings.Contains(a.UserDN, "=") {
+			return fmt.Errorf("user_dn: %q is not a DN template (for Active Directory user principal names, search then bind: base_dn, user_filter \"(sAMAccountName={user})\", user_attribute sAMAccountName)", a.UserDN)
+		}
 	case a.BaseDN != "":
+		if a.BindDN == "" || a.BindPassword == "" {
+			return fmt.Errorf("base_dn (search, then bind) needs bind_dn and bind_password, the service account that searches (is the placeholder's variable set?)")
+		}
 		if a.UserFilter == "" {
 			a.UserFilter = DefaultLDAPUserFilter
 		}
@@ -157,7 +163,7 @@ func (a *LDAPAuthenticator) Provision(caddy.Context) error {
 	}
 	if a.GroupBaseDN != "" {
 		if a.GroupFilter == "" {
-			a.GroupFilter = DefaultLDAPGroupFiler
+			a.GroupFilter = DefaultLDAPGroupFilter
 		}
 		if a.GroupNameAttribute == "" {
 			a.GroupNameAttribute = "cn"
@@ -194,29 +200,39 @@ func (a *LDAPAuthenticator) Authenticate(ctx context.Context, name, password str
 		return Identity{}, policy.ErrBadCredentials
 	}
 	// One deadline for the whole login, retry included.
-	deadline := time.Now().Add(a.timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
 	if conn := a.idle(); conn != nil {
-		conn.SetTimeout(time.Until(deadline))
-		id, err := a.authenticate(conn, name, password)
-		if !a.release(conn, err) {
+		id, err := a.attempt(ctx, conn, false, name, password)
+		if !a.release(conn, err) || ctx.Err() != nil {
 			return id, err
 		}
-		// The directory may have closed an idle connection (a restart,
-		// an idle timeout): try once more on a new one, if time is left.
-		if time.Until(deadline) < a.timeout/10 {
-			return id, err
-		}
+		// The directory closed the idle connection (a restart, an idle
+		// timeout): try once more on a new one in the time left.
 	}
-	conn, err := a.dial(time.Until(deadline))
+	conn, err := a.dial(ctx)
 	if err != nil {
 		return Identity{}, err
 	}
-	id, err := a.authenticate(conn, name, password)
+	id, err := a.attempt(ctx, conn, a.StartTLS, name, password)
 	a.release(conn, err)
 	return id, err
+}
+
+// attempt runs one login on conn. The connection is closed when ctx ends,
+// so nothing (a stalled TLS handshake included) outlives the deadline.
+func (a *LDAPAuthenticator) attempt(ctx context.Context, conn *ldap.Conn, startTLS bool, name, password string) (Identity, error) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetTimeout(time.Until(dl))
+	}
+	if startTLS {
+		if err := conn.StartTLS(a.tls); err != nil {
+			return Identity{}, fmt.Errorf("starttls with %s: %w", a.URL, err)
+		}
+	}
+	return a.authenticate(conn, name, password)
 }
 
 func (a *LDAPAuthenticator) authenticate(conn *ldap.Conn, name, password string) (Identity, error) {
@@ -304,7 +320,7 @@ func (a *LDAPAuthenticator) groups(conn *ldap.Conn, dn, name string) ([]string, 
 	}
 	if a.GroupBaseDN != "" {
 		filter := strings.NewReplacer("{dn}", ldap.EscapeFilter(dn), "{user}", ldap.EscapeFilter(name)).Replace(a.GroupFilter)
-		res, err := conn.Search(ldap.NewSearchRequest(a.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, a.seconds(), false, filter, []string{a.GroupNameAttribute}, nil))
+		res, err := conn.Search(ldap.NewSearchRequest(a.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, MaxGroups+1, a.seconds(), false, filter, []string{a.GroupNameAttribute}, nil))
 		if err != nil {
 			return nil, fmt.Errorf("search for the user's groups: %w", err)
 		}
@@ -330,17 +346,16 @@ func (a *LDAPAuthenticator) idle() *ldap.Conn {
 	}
 }
 
-func (a *LDAPAuthenticator) dial(timeout time.Duration) (*ldap.Conn, error) {
-	c, err := ldap.DialURL(a.URL, ldap.DialWithDialer(&net.Dialer{Timeout: timeout}), ldap.DialWithTLSConfig(a.tls))
+// dial connects (and for ldaps:// completes the TLS handshake) by ctx's
+// deadline.
+func (a *LDAPAuthenticator) dial(ctx context.Context) (*ldap.Conn, error) {
+	dialer := &net.Dialer{}
+	if dl, ok := ctx.Deadline(); ok {
+		dialer.Deadline = dl
+	}
+	c, err := ldap.DialURL(a.URL, ldap.DialWithDialer(dialer), ldap.DialWithTLSConfig(a.tls))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", a.URL, err)
-	}
-	c.SetTimeout(timeout)
-	if a.StartTLS {
-		if err := c.StartTLS(a.tls); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("starttls with %s: %w", a.URL, err)
-		}
 	}
 	return c, nil
 }
@@ -349,7 +364,9 @@ func (a *LDAPAuthenticator) dial(timeout time.Duration) (*ldap.Conn, error) {
 // the connection itself failed: then it is closed and release reports it.
 func (a *LDAPAuthenticator) release(c *ldap.Conn, err error) (broken bool) {
 	var lerr *ldap.Error
-	broken = err != nil && errors.As(err, &lerr) && lerr.ResultCode >= ldap.ErrorNetwork
+	broken = errors.As(err, &lerr) && (lerr.ResultCode == ldap.ErrorNetwork ||
+		lerr.ResultCode == ldap.ErrorUnexpectedMessage || lerr.ResultCode == ldap.ErrorUnexpectedResponse ||
+		lerr.ResultCode == ldap.ErrorMalformedPacket)
 	if broken || c.IsClosing() || a.closed.Load() {
 		c.Close()
 		return broken
@@ -358,6 +375,9 @@ func (a *LDAPAuthenticator) release(c *ldap.Conn, err error) (broken bool) {
 	case a.pool <- c:
 	default:
 		c.Close()
+	}
+	if a.closed.Load() {
+		_ = a.Cleanup() // Cleanup ran meanwhile: do not leave c pooled
 	}
 	return false
 }
@@ -398,8 +418,14 @@ func (a *LDAPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"group_base_dn": &a.GroupBaseDN, "group_filter": &a.GroupFilter,
 		"group_name_attribute": &a.GroupNameAttribute,
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
-		switch sub := d.Val(); sub {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("duplicate subdirective %q", sub)
+		}
+		seen[sub] = true
+		switch sub {
 		case "starttls":
 			if d.NextArg() {
 				return d.ArgErr()

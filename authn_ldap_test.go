@@ -18,19 +18,21 @@ func TestLDAPProvision(t *testing.T) {
 		want string
 	}{
 		"direct bind":          {LDAPAuthenticator{URL: "ldaps://ldap.example.com", UserDN: "uid={user},dc=x"}, ""},
-		"search":               {LDAPAuthenticator{URL: "ldap://ldap.example.com", StartTLS: true, BaseDN: "dc=x"}, ""},
-		"plain to loopback":    {LDAPAuthenticator{URL: "ldap://127.0.0.1:3389", BaseDN: "dc=x"}, ""},
-		"plain over a network": {LDAPAuthenticator{URL: "ldap://ldap.example.com", BaseDN: "dc=x"}, "in clear"},
-		"starttls on ldaps":    {LDAPAuthenticator{URL: "ldaps://ldap.example.com", StartTLS: true, BaseDN: "dc=x"}, "starttls goes with ldap://"},
-		"other scheme":         {LDAPAuthenticator{URL: "http://ldap.example.com", BaseDN: "dc=x"}, "want ldap://"},
+		"search":               {LDAPAuthenticator{URL: "ldap://ldap.example.com", StartTLS: true, BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, ""},
+		"plain to loopback":    {LDAPAuthenticator{URL: "ldap://127.0.0.1:3389", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, ""},
+		"plain over a network": {LDAPAuthenticator{URL: "ldap://ldap.example.com", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, "in clear"},
+		"starttls on ldaps":    {LDAPAuthenticator{URL: "ldaps://ldap.example.com", StartTLS: true, BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, "starttls goes with ldap://"},
+		"other scheme":         {LDAPAuthenticator{URL: "http://ldap.example.com", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, "want ldap://"},
 		"no mode":              {LDAPAuthenticator{URL: "ldaps://ldap.example.com"}, "set user_dn"},
-		"both modes":           {LDAPAuthenticator{URL: "ldaps://l", UserDN: "uid={user}", BaseDN: "dc=x"}, "exclude each other"},
+		"both modes":           {LDAPAuthenticator{URL: "ldaps://l", UserDN: "uid={user}", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p"}, "exclude each other"},
 		"dn without {user}":    {LDAPAuthenticator{URL: "ldaps://l", UserDN: "uid=alice,dc=x"}, "has no {user}"},
-		"filter without user":  {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", UserFilter: "(uid=alice)"}, "has no {user}"},
-		"bad filter":           {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", UserFilter: "(uid={user}"}, "user_filter"},
-		"bad group filter":     {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", GroupBaseDN: "dc=g", GroupFilter: "member={dn})("}, "group_filter"},
-		"missing ca file":      {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", CAFile: "/nonexistent.pem"}, "ca_file"},
-		"negative timeout":     {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", Timeout: -1}, "timeout"},
+		"filter without user":  {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p", UserFilter: "(uid=alice)"}, "has no {user}"},
+		"bad filter":           {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p", UserFilter: "(uid={user}"}, "user_filter"},
+		"bad group filter":     {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p", GroupBaseDN: "dc=g", GroupFilter: "member={dn})("}, "group_filter"},
+		"missing ca file":      {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p", CAFile: "/nonexistent.pem"}, "ca_file"},
+		"no service account":   {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s"}, "needs bind_dn and bind_password"},
+		"a UPN template":       {LDAPAuthenticator{URL: "ldaps://l", UserDN: "{user}@corp.example.com"}, "not a DN template"},
+		"negative timeout":     {LDAPAuthenticator{URL: "ldaps://l", BaseDN: "dc=x", BindDN: "cn=s", BindPassword: "p", Timeout: -1}, "timeout"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tc.a.Provision(caddy.Context{})

@@ -106,21 +106,33 @@ func (a *HTTPAuthorizer) Authorize(ctx context.Context, req AccessRequest) ([]to
 		return nil, err
 	}
 	if status < 200 || status > 299 {
-		return nil, fmt.Errorf("%s answered %d", a.URL, status)
+		return nil, fmt.Errorf("%s answered %d", a.where, status)
 	}
 	var parsed struct {
 		Scopes []authzScope `json:"scopes"`
 	}
 	if err := json.Unmarshal(answer, &parsed); err != nil {
-		return nil, fmt.Errorf("%s answered with a body that is not a JSON object with scopes: %v", a.URL, err)
+		return nil, fmt.Errorf("%s answered with a body that is not a JSON object with scopes: %v", a.where, err)
 	}
-	granted := make([]token.Scope, 0, len(parsed.Scopes))
+	// Keep only what was asked: the rest would be dropped anyway, and
+	// must not fill the cache.
+	held := make([]token.Actions, len(req.Scopes))
 	for _, s := range parsed.Scopes {
 		var actions token.Actions
 		for _, word := range s.Actions {
 			actions |= token.ParseAction(word)
 		}
-		granted = append(granted, token.Scope{Type: s.Type, Name: s.Name, Actions: actions})
+		for i, want := range req.Scopes {
+			if s.Type == want.Type && s.Name == want.Name {
+				held[i] |= actions & want.Actions
+			}
+		}
+	}
+	var granted []token.Scope
+	for i, want := range req.Scopes {
+		if held[i] != 0 {
+			granted = append(granted, token.Scope{Type: want.Type, Name: want.Name, Actions: held[i]})
+		}
 	}
 	a.remember(key, granted)
 	return granted, nil
@@ -167,30 +179,22 @@ func (a *HTTPAuthorizer) remember(key [sha256.Size]byte, granted []token.Scope) 
 //		cache_ttl <duration>|off
 //	}
 func (a *HTTPAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		if d.Val() == "cache_ttl" {
-			dur, off, err := durationArg(d, true)
-			if err != nil {
-				return err
-			}
-			a.CacheTTL = dur
-			if off {
-				a.CacheTTL = -1
-			}
-			continue
+	return a.unmarshalBlock(d, "http authorizer", func(d *caddyfile.Dispenser) (bool, error) {
+		if d.Val() != "cache_ttl" {
+			return false, nil
 		}
-		ok, err := a.unmarshalField(d)
-		if err != nil {
-			return err
+		dur, off, err := durationArg(d, true)
+		a.CacheTTL = dur
+		if off {
+			a.CacheTTL = -1
 		}
-		if !ok {
-			return d.Errf("unknown http authorizer subdirective %q", d.Val())
-		}
-	}
+		return true, err
+	})
+}
+
+// Cleanup closes idle connections to the service.
+func (a *HTTPAuthorizer) Cleanup() error {
+	a.cleanup()
 	return nil
 }
 
@@ -198,5 +202,6 @@ func (a *HTTPAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ Authorizer            = (*HTTPAuthorizer)(nil)
 	_ caddy.Provisioner     = (*HTTPAuthorizer)(nil)
+	_ caddy.CleanerUpper    = (*HTTPAuthorizer)(nil)
 	_ caddyfile.Unmarshaler = (*HTTPAuthorizer)(nil)
 )

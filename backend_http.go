@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +34,9 @@ type HTTPService struct {
 
 	client  *http.Client
 	timeout time.Duration
+	// where names the service in errors and logs: the URL without
+	// credentials or query, which may hold secrets.
+	where string
 }
 
 // DefaultBackendTimeout bounds each exchange with an external service.
@@ -55,6 +59,7 @@ func (s *HTTPService) provision() error {
 	default:
 		return fmt.Errorf("url: scheme %q is not http or https", u.Scheme)
 	}
+	s.where = u.Scheme + "://" + u.Host + u.Path
 	s.timeout = time.Duration(s.Timeout)
 	if s.timeout == 0 {
 		s.timeout = DefaultBackendTimeout
@@ -91,17 +96,59 @@ func (s *HTTPService) post(ctx context.Context, authorization string, body []byt
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		// Not err itself: a url.Error repeats the whole URL.
+		if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+			return 0, nil, fmt.Errorf("%s did not answer within %s", s.where, s.timeout)
+		}
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return 0, nil, fmt.Errorf("%s: %v", s.where, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendAnswer+1))
 	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("reading the answer: %v", err)
+		return resp.StatusCode, nil, fmt.Errorf("%s: reading the answer: %v", s.where, err)
 	}
 	if len(data) > maxBackendAnswer {
-		return resp.StatusCode, nil, fmt.Errorf("the answer is larger than %d bytes", maxBackendAnswer)
+		return resp.StatusCode, nil, fmt.Errorf("%s: the answer is larger than %d bytes", s.where, maxBackendAnswer)
 	}
 	return resp.StatusCode, data, nil
+}
+
+// cleanup closes the idle connections to the service.
+func (s *HTTPService) cleanup() {
+	if s.client != nil {
+		s.client.CloseIdleConnections()
+	}
+}
+
+// unmarshalBlock reads a module's block: the fields HTTPService has, and
+// others through more, which reports whether it knew the subdirective.
+func (s *HTTPService) unmarshalBlock(d *caddyfile.Dispenser, module string, more func(*caddyfile.Dispenser) (bool, error)) error {
+	d.Next() // the module name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		if seen[d.Val()] {
+			return d.Errf("duplicate subdirective %q", d.Val())
+		}
+		seen[d.Val()] = true
+		ok, err := s.unmarshalField(d)
+		if !ok && err == nil && more != nil {
+			ok, err = more(d)
+		}
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return d.Errf("unknown %s subdirective %q", module, d.Val())
+		}
+	}
+	return nil
 }
 
 // unmarshalField reads one of the fields HTTPService has, reporting

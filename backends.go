@@ -65,6 +65,13 @@ type AccessRequest struct {
 	Scopes []token.Scope
 }
 
+// Bounds on the groups a source may give one user. A source that gives
+// more fails the login: dropping some could drop one a deny rule names.
+const (
+	MaxGroups      = 1024
+	MaxGroupLength = 1024
+)
+
 // errSourceDown: an authenticator could not answer, so the login is refused
 // (503: the client may retry; nothing is counted against the user).
 var errSourceDown = errors.New("the user directory cannot be reached, try again shortly")

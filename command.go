@@ -50,6 +50,9 @@ func runConvert(format, path string, stdin io.Reader, stdout, stderr io.Writer) 
 	var err error
 	if path == "-" {
 		data, err = io.ReadAll(io.LimitReader(stdin, maxPolicyFileSize+1))
+		if err == nil && len(data) > maxPolicyFileSize {
+			err = fmt.Errorf("standard input: larger than %d bytes", maxPolicyFileSize)
+		}
 	} else {
 		data, err = readBounded(path)
 	}

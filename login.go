@@ -119,6 +119,8 @@ func (p *Policy) authenticate(ctx context.Context, rules *policy.Policy, user, p
 			return policy.Identity{}, err
 		case err == nil && id.Name != user:
 			err = fmt.Errorf("answered for user %q", id.Name)
+		case err == nil:
+			err = checkGroups(id.Groups)
 		}
 		if err != nil {
 			p.logger.Error("authenticator failed; login refused", zap.String("policy", p.Name), zap.String("authenticator", a.name), zap.Error(err))
@@ -130,6 +132,19 @@ func (p *Policy) authenticate(ctx context.Context, rules *policy.Policy, user, p
 		return rules.WithGroups(id), nil
 	}
 	return policy.Identity{}, policy.ErrBadCredentials
+}
+
+// checkGroups bounds what a source may add to the credential cache.
+func checkGroups(groups []string) error {
+	if len(groups) > MaxGroups {
+		return fmt.Errorf("gave %d groups, more than %d", len(groups), MaxGroups)
+	}
+	for _, g := range groups {
+		if len(g) > MaxGroupLength {
+			return fmt.Errorf("gave a group name of %d bytes, more than %d", len(g), MaxGroupLength)
+		}
+	}
+	return nil
 }
 
 // loginRefusal is how a failed login is answered: status, registry error

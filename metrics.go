@@ -35,7 +35,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		}, []string{"result"})
 		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
-			Help:    "Time of password checks that ran bcrypt (including the wait for a hash slot), by result.",
+			Help:    "Time of password checks that the credential cache did not answer (bcrypt, with the wait for a hash slot, and any other source asked), by result.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"result"})
 		metrics.proxyRequests = prometheus.NewCounterVec(prometheus.CounterOpts{

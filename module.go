@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,7 @@ type App struct {
 	caches   []string // keys this app holds in credentialCaches
 	logger   *zap.Logger
 	stop     chan struct{} // closed by Stop: file watchers end
+	watchers *sync.WaitGroup
 }
 
 // credentialCaches keeps each policy's credential cache across config
@@ -297,6 +299,9 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, logger *zap.Lo
 		if p.reloadEvery == 0 {
 			p.reloadEvery = DefaultReloadInterval
 		}
+		if p.reloadEvery < MinReloadInterval {
+			return nil, fmt.Errorf("reload_interval: %s is less than %s", p.reloadEvery, MinReloadInterval)
+		}
 	}
 	if err := p.loadBackends(ctx, pc); err != nil {
 		return nil, err
@@ -353,32 +358,28 @@ func (a *App) Start() error {
 			return fmt.Errorf("policy %q: %v", p.Name, err)
 		}
 	}
-	a.stop = make(chan struct{})
+	a.stop, a.watchers = make(chan struct{}), new(sync.WaitGroup)
 	for _, p := range a.policies {
 		if p.reloadEvery > 0 {
-			go p.watch(a.stop, p.reloadEvery, p.loadedDigest)
+			a.watchers.Go(func() { p.watch(a.stop, p.reloadEvery, p.loadedDigest) })
 		}
 	}
 	return nil
 }
 
-// Stop ends the file watchers.
+// Stop ends the file watchers and waits for them, so that none reloads a
+// policy of a config that is no longer running.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		close(a.stop)
 		a.stop = nil
+		a.watchers.Wait()
 	}
 	return nil
 }
 
 // loadBackends loads the policy's authenticator and authorizer modules.
 func (p *Policy) loadBackends(ctx caddy.Context, pc *PolicyConfig) error {
-	// Caddy clears the raw JSON as it loads it: take each one's digest first.
-	sources := make([]string, len(pc.AuthenticatorsRaw))
-	for i, raw := range pc.AuthenticatorsRaw {
-		sum := sha256.Sum256(raw)
-		sources[i] = fmt.Sprintf("%d:%s", i, hex.EncodeToString(sum[:8]))
-	}
 	if pc.AuthenticatorsRaw != nil {
 		mods, err := ctx.LoadModule(pc, "AuthenticatorsRaw")
 		if err != nil {
@@ -389,7 +390,11 @@ func (p *Policy) loadBackends(ctx caddy.Context, pc *PolicyConfig) error {
 			if !ok {
 				return fmt.Errorf("authenticators[%d]: %T is not an Authenticator", i, m)
 			}
-			p.authenticators = append(p.authenticators, namedAuthenticator{a, moduleName(m), sources[i]})
+			// The module as provisioned, placeholders expanded: any change
+			// to what it does makes its cached successes miss.
+			described, _ := json.Marshal(m)
+			sum := sha256.Sum256(append([]byte(fmt.Sprintf("%d:%T:", i, m)), described...))
+			p.authenticators = append(p.authenticators, namedAuthenticator{a, moduleName(m), hex.EncodeToString(sum[:16])})
 		}
 	}
 	if pc.AuthorizersRaw != nil {

@@ -40,9 +40,11 @@ const (
 	FormatAlauda     = "alauda"
 )
 
-// DefaultReloadInterval is how often policy and htpasswd files are checked
-// for changes.
-const DefaultReloadInterval = 5 * time.Second
+// How often policy and htpasswd files are checked for changes.
+const (
+	DefaultReloadInterval = 5 * time.Second
+	MinReloadInterval     = 100 * time.Millisecond
+)
 
 // maxPolicyFileSize bounds what one policy file may hold.
 const maxPolicyFileSize = 16 << 20
@@ -68,6 +70,12 @@ func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warn
 	for g, members := range s.base.Groups {
 		cfg.Groups[g] = append([]string(nil), members...)
 	}
+	// Where each user is defined, so that a name defined twice is an
+	// error naming both places.
+	definedIn := map[string]string{}
+	for _, u := range s.base.Users {
+		definedIn[u.Name] = "the policy's own users"
+	}
 	for i, f := range s.files {
 		paths, err := policyFilePaths(f.Path)
 		if err != nil {
@@ -81,8 +89,17 @@ func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warn
 			fmt.Fprintf(sum, "%s\x00%d\x00", path, len(data))
 			sum.Write(data)
 			part, warns, err := parsePolicyFile(f.Format, data)
+			if err == nil {
+				err = policy.Check(part)
+			}
 			if err != nil {
 				return cfg, digest, nil, fmt.Errorf("files[%d]: %s: %v", i, path, err)
+			}
+			for _, u := range part.Users {
+				if other, dup := definedIn[u.Name]; dup {
+					return cfg, digest, nil, fmt.Errorf("files[%d]: %s: user %q is also defined in %s", i, path, u.Name, other)
+				}
+				definedIn[u.Name] = path
 			}
 			for _, w := range warns {
 				warnings = append(warnings, path+": "+w)
@@ -186,12 +203,14 @@ func parsePolicyFile(format string, data []byte) (policy.Config, []string, error
 }
 
 // watch reloads the policy whenever its files change, until stop is
-// closed. A file that fails to read or compile leaves the policy in force
-// and is reported once per distinct content.
+// closed. Contents that fail to compile leave the policy in force and are
+// reported once (and not compiled again); a file that cannot be read is
+// reported once per distinct error.
 func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha256.Size]byte) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var lastErr string
+	var failed [sha256.Size]byte
+	var readErr string
 	for {
 		select {
 		case <-stop:
@@ -199,30 +218,34 @@ func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha25
 		case <-t.C:
 		}
 		cfg, digest, warnings, err := p.source.read()
-		if err == nil && digest == last {
-			lastErr = ""
-			continue
-		}
-		var rules *policy.Policy
-		if err == nil {
-			var more []string
-			rules, more, err = policy.Compile(cfg, p.source.opts...)
-			warnings = append(warnings, more...)
-		}
 		if err != nil {
-			if err.Error() != lastErr {
-				lastErr = err.Error()
-				count(metrics.reloads, "failed")
-				p.logger.Error("policy files not reloaded; the previous policy stays in force", zap.String("policy", p.Name), zap.Error(err))
+			if err.Error() != readErr {
+				readErr = err.Error()
+				p.reloadFailed(err)
 			}
 			continue
 		}
-		last, lastErr = digest, ""
-		for _, w := range warnings {
+		readErr = ""
+		if digest == last || digest == failed {
+			continue
+		}
+		rules, more, err := policy.Compile(cfg, p.source.opts...)
+		if err != nil {
+			failed = digest
+			p.reloadFailed(err)
+			continue
+		}
+		last, failed = digest, [sha256.Size]byte{}
+		for _, w := range append(warnings, more...) {
 			p.logger.Warn(w, zap.String("policy", p.Name))
 		}
 		p.rules.Store(rules)
 		count(metrics.reloads, "ok")
 		p.logger.Info("policy files reloaded", zap.String("policy", p.Name))
 	}
+}
+
+func (p *Policy) reloadFailed(err error) {
+	count(metrics.reloads, "failed")
+	p.logger.Error("policy files not reloaded; the previous policy stays in force", zap.String("policy", p.Name), zap.Error(err))
 }

@@ -199,6 +199,17 @@ func TestPolicyFileAtomicReplaceAndBrokenFile(t *testing.T) {
 	eventually(t, "the fixed file is loaded", func() bool { return p.Rules().Knows("carl") && !p.Rules().Knows("ben") })
 }
 
+// A name defined in two files of a directory names both.
+func TestPolicyFilesDuplicateAcrossFiles(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "a.json"), []byte(usersFile(t, "amy")), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "b.json"), []byte(usersFile(t, "amy")), 0o600))
+	_, _, _, err := (&policySource{files: []PolicyFile{{Path: dir}}}).compile()
+	if err == nil || !strings.Contains(err.Error(), "b.json: user \"amy\" is also defined in "+filepath.Join(dir, "a.json")) {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestHtpasswdFileReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "htpasswd")
@@ -230,7 +241,8 @@ func TestPolicyFileErrors(t *testing.T) {
 		"unknown key":       {PolicyFile{Path: write("typo.json", `{"rulez": []}`)}, `unknown field "rulez"`},
 		"trailing data":     {PolicyFile{Path: write("two.json", `{} {}`)}, "data after"},
 		"bad rule":          {PolicyFile{Path: write("rule.json", `{"rules": [{"effect": "allow", "subjects": ["everyone"], "actions": ["pull"], "resources": ["regexp:("]}]}`)}, "rules[0]"},
-		"duplicate user":    {PolicyFile{Path: write("dup.json", usersFile(t, "amy")+"")}, "defined twice"},
+		"duplicate user":    {PolicyFile{Path: write("dup.json", usersFile(t, "amy")+"")}, `dup.json: user "amy" is also defined in the policy's own users`},
+		"bad hash":          {PolicyFile{Path: write("hash.json", `{"users": [{"name": "bo", "password": "x"}]}`)}, `hash.json: users[0]: user "bo": not a bcrypt hash`},
 		"format of the dir": {PolicyFile{Path: write("x.yml", "users: {}"), Format: "nginx"}, "unknown format"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -96,7 +96,7 @@ func TestPolicyFilesReloadThroughCaddy(t *testing.T) {
 
 	regPort, proxyPort := FreePort(), FreePort()
 	startV3(t, shared, registrySetup{port: regPort})
-	files := fmt.Sprintf("throttle 1000\n\t\tpolicy_file %s\n\t\tpolicy_file %s native\n\t\treload_interval 50ms", volume.dir, single)
+	files := fmt.Sprintf("throttle 1000\n\t\tpolicy_file %s\n\t\tpolicy_file %s native\n\t\treload_interval 100ms", volume.dir, single)
 	if status, body := loadCaddyfile(t, strings.Replace(shared.caddyfile(proxySite(proxyPort, regPort)), "throttle 1000", files, 1)); status != http.StatusOK {
 		t.Fatalf("loading the config: %d %s", status, body)
 	}

@@ -150,6 +150,55 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 	return p, warnings, nil
 }
 
+// Check reports the first error Compile would find in cfg on its own,
+// without hashing anything: callers that merge a policy from several
+// parts check each alone, so that an error names the part it is in.
+func Check(cfg Config) error {
+	seen := map[string]bool{}
+	user := func(where string, u User) error {
+		if err := checkName(u.Name); err != nil {
+			return fmt.Errorf("%s: %v", where, err)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("%s: user %q is defined twice", where, u.Name)
+		}
+		seen[u.Name] = true
+		if u.Plaintext {
+			if u.Password == "" {
+				return fmt.Errorf("%s: user %q has an empty password", where, u.Name)
+			}
+		} else if _, err := checkHash(u.Password); err != nil {
+			return fmt.Errorf("%s: user %q: %v", where, u.Name, err)
+		}
+		return nil
+	}
+	for i, u := range cfg.Users {
+		if err := user(fmt.Sprintf("users[%d]", i), u); err != nil {
+			return err
+		}
+	}
+	for i, path := range cfg.HtpasswdFiles {
+		users, err := readHtpasswd(path)
+		if err != nil {
+			return fmt.Errorf("htpasswd_files[%d]: %v", i, err)
+		}
+		for _, u := range users {
+			if err := user(fmt.Sprintf("htpasswd_files[%d] (%s)", i, path), u); err != nil {
+				return err
+			}
+		}
+	}
+	if _, ok := cfg.Groups[""]; ok {
+		return fmt.Errorf("groups: empty group name")
+	}
+	for i, r := range cfg.Rules {
+		if _, err := CompileRule(r); err != nil {
+			return fmt.Errorf("rules[%d]: %v", i, err)
+		}
+	}
+	return nil
+}
+
 // Authorize returns the part of requested that id holds: for each
 // resource, the union of the actions of matching allow rules minus those
 // of matching deny rules, intersected with what was asked. A requested "*"

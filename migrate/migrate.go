@@ -1,0 +1,215 @@
+// Package migrate converts the users and access rules of other registry
+// token servers' configurations into a policy.Config.
+//
+// The converted policy never grants anything the original would not grant.
+// Where a construct has no exact equivalent it is translated so that it
+// grants less, with a warning naming the place and what changes, or the
+// conversion fails with an error naming the place.
+package migrate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/regauth/caddy-registry-auth/policy"
+	"github.com/regauth/caddy-registry-auth/token"
+)
+
+// Formats.
+const (
+	// DockerAuth is the YAML configuration of cesanta/docker_auth: its
+	// users and acl sections.
+	DockerAuth = "docker_auth"
+	// Alauda is the configuration file of alauda/registry-auth (YAML or
+	// JSON): its users and auths sections.
+	Alauda = "alauda"
+)
+
+// Convert reads the users and access rules of a config in the given format and returns our equivalent.
+// Warnings name each construct whose meaning changes (always towards granting LESS); err is returned for
+// anything that cannot be translated safely. Messages name the place (e.g. `acl[3].match.ip`, `users["bob"]`) and never contain a password or hash.
+func Convert(format string, data []byte) (cfg policy.Config, warnings []string, err error) {
+	var ws []warning
+	switch format {
+	case DockerAuth:
+		cfg, ws, err = convertDockerAuth(data)
+	case Alauda:
+		cfg, ws, err = convertAlauda(data)
+	default:
+		return policy.Config{}, nil, fmt.Errorf("unknown format %q (want %s or %s)", format, DockerAuth, Alauda)
+	}
+	if err != nil {
+		return policy.Config{}, nil, fmt.Errorf("%s: %w", format, err)
+	}
+	if err := checkRules(cfg.Rules); err != nil {
+		return policy.Config{}, nil, fmt.Errorf("%s: %w", format, err)
+	}
+	for _, w := range ws {
+		warnings = append(warnings, w.msg)
+	}
+	return cfg, warnings, nil
+}
+
+// warning is one message of Convert. narrows marks the ones after which
+// the converted policy may grant less than the original even to the users
+// defined in the file; the others only inform (a construct dropped that
+// changed nothing, advice, the limits of an expansion to the file's users).
+type warning struct {
+	msg     string
+	narrows bool
+}
+
+// notes collects warnings in the order they arise, once each.
+type notes struct {
+	list []warning
+	seen map[string]bool
+}
+
+func (n *notes) add(narrows bool, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if n.seen[msg] {
+		return
+	}
+	if n.seen == nil {
+		n.seen = map[string]bool{}
+	}
+	n.seen[msg] = true
+	n.list = append(n.list, warning{msg: msg, narrows: narrows})
+}
+
+// info adds a warning that changes nothing for the file's users.
+func (n *notes) info(format string, args ...any) { n.add(false, format, args...) }
+
+// narrow adds a warning after which the file's users may get less.
+func (n *notes) narrow(format string, args ...any) { n.add(true, format, args...) }
+
+// checkRules compiles every rule: a rule our engine refuses is a bug of
+// this package, reported rather than handed to the caller.
+func checkRules(rules []policy.Rule) error {
+	for i, r := range rules {
+		if _, err := policy.CompileRule(r); err != nil {
+			return fmt.Errorf("internal error: converted rules[%d] does not compile: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// decodeStrict decodes a single YAML (or JSON) document into v, refusing
+// keys that v does not know. Errors never quote the document's values.
+func decodeStrict(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("empty document")
+		}
+		return fmt.Errorf("%s", quietYAMLError(err))
+	}
+	var rest yaml.Node
+	if err := dec.Decode(&rest); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("more than one YAML document")
+	}
+	return nil
+}
+
+// quietYAMLError drops the values yaml quotes in type errors ("cannot
+// unmarshal !!str `$2y$05$...` into ..."), and unknown keys that do not
+// look like a key (a password written without its "password:"): they may
+// be passwords or hashes.
+func quietYAMLError(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		start := strings.Index(l, " `")
+		end := strings.LastIndex(l, " into ")
+		if strings.Contains(l, "cannot unmarshal") && start >= 0 && end > start {
+			lines[i] = l[:start] + l[end:]
+		}
+		if m := unknownField.FindStringSubmatchIndex(l); m != nil && !keyLike.MatchString(l[m[2]:m[3]]) {
+			lines[i] = l[:m[2]] + "(a key not shown)" + l[m[3]:]
+		}
+		lines[i] = strings.TrimSpace(typeNames.Replace(lines[i]))
+	}
+	return strings.Join(lines, " ")
+}
+
+// typeNames says in the format's words what yaml names by Go type.
+var typeNames = strings.NewReplacer(
+	"type migrate.daFile", "the configuration", "migrate.daFile", "the configuration",
+	"type migrate.daUser", "a user", "migrate.daUser", "a user",
+	"type migrate.daEntry", "an acl entry", "migrate.daEntry", "an acl entry",
+	"type migrate.daMatchCond", "a match", "migrate.daMatchCond", "a match",
+	"type migrate.alaudaFile", "the configuration", "migrate.alaudaFile", "the configuration",
+	"type migrate.alaudaRule", "a rule", "migrate.alaudaRule", "a rule",
+)
+
+var (
+	unknownField = regexp.MustCompile(`field (.*) not found in type \S+$`)
+	keyLike      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,39}$`)
+)
+
+// checkHash accepts the bcrypt hashes policy.Compile accepts. The error
+// never quotes the hash.
+func checkHash(hash string) error {
+	if !isBcrypt(hash) {
+		return fmt.Errorf("not a bcrypt hash ($2a$, $2b$ or $2y$)")
+	}
+	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		return fmt.Errorf("malformed bcrypt hash")
+	}
+	if len(hash) != 60 || strings.Trim(hash[7:], bcryptAlphabet) != "" {
+		return fmt.Errorf("malformed bcrypt hash: want 60 characters, $2x$NN$ and bcrypt's base64")
+	}
+	return nil
+}
+
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+func isBcrypt(s string) bool {
+	return strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")
+}
+
+// badUserName says why a name cannot be one of our users (it could not
+// log in with Basic credentials there either), or "" if it can.
+func badUserName(name string) string {
+	switch {
+	case name == "":
+		return "the empty name"
+	case strings.Contains(name, ":"):
+		return "a name with ':' (Basic credentials split at the first one, so it could never log in)"
+	case strings.ContainsAny(name, "\r\n"):
+		return "a name with a line break"
+	}
+	return ""
+}
+
+// Repository actions as bits; the catalog is handled apart because it is
+// granted with "*" only.
+const repoActions = token.Pull | token.Push | token.Delete
+
+// actionWords lists actions for a rule: "*" for token.Every, else the
+// named actions.
+func actionWords(a token.Actions) []string {
+	if a == token.Every {
+		return []string{"*"}
+	}
+	return (a &^ token.All).Strings()
+}
+
+// describe names actions for a message: "push, delete".
+func describe(a token.Actions) string { return strings.Join(a.Strings(), ", ") }
+
+// listNames shortens a list of names for a message.
+func listNames(names []string) string {
+	const max = 8
+	if len(names) > max {
+		return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+	}
+	return strings.Join(names, ", ")
+}

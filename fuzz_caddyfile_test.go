@@ -50,6 +50,9 @@ deny user:ci delete **`,
 		"policy default",
 		"policy default\nservice registry.example.com\ntoken_path /token\nrealm https://registry.example.com/token\nupstream 10.0.0.5:5000 10.0.0.6:5000 {\n\tlb_policy first\n\thealth_uri /v2/\n\theader_up X-Real-IP {remote_host}\n}",
 		"upstream 10.0.0.5:5000 {\n\thealth_uri /v2/\n}",
+		// Policy files, authenticators and authorizers.
+		"policy_file /etc/policy.d\npolicy_file /etc/docker_auth.yml docker_auth\nreload_interval 10s\nauthenticator ldap {\n\turl ldaps://l\n\tstarttls\n\tca_file /ca.pem\n\ttimeout 2s\n\tpool_size 3\n\tbind_dn cn=a\n\tbind_password {env.P}\n\tbase_dn dc=x\n\tuser_filter \"(uid={user})\"\n\tuser_attribute uid\n\tgroup_attribute memberOf\n\tgroup_base_dn dc=g\n\tgroup_filter \"(member={dn})\"\n\tgroup_name_attribute cn\n}\nauthenticator http {\n\turl https://a/b\n\ttimeout 1s\n}\nauthorizer http {\n\turl https://a/c\n\tcache_ttl off\n}",
+		"reload_interval off\nauthenticator nosuch {\n}\nauthorizer http {\n\turl https://a\n\turl https://b\n}\npolicy_file /x nginx",
 		// Broken ones.
 		"allow everyone pul public/**",
 		"allow everyone pull regexp:(",

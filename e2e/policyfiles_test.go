@@ -103,6 +103,16 @@ func TestPolicyFilesReloadThroughCaddy(t *testing.T) {
 	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
 	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
 	check(t, WaitHTTP("http://"+proxy.host+"/v2/", http.StatusUnauthorized))
+	// The old config's server may still answer a connection or two on the
+	// token endpoint's port: start once the new one serves the files.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s, _ := tokenStatus("steady"); s == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the policy files' users never logged in")
+		}
+	}
 	before := scrape(t)
 
 	// Clients that log in without pause through every change.

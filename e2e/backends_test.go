@@ -1084,3 +1084,56 @@ func TestAuthenticatorOrder(t *testing.T) {
 		askToken(t, site.realm, "ldev", "ldev-own-password", scope).want(t, http.StatusOK, "the policy's own user while the directory is down")
 	})
 }
+
+// TestLDAPTLS: ldaps:// and StartTLS to slapd with its certificate
+// verified against ca_file; a certificate that does not verify (no
+// ca_file, so the system's roots, or another CA) refuses the login.
+func TestLDAPTLS(t *testing.T) {
+	dir := startSlapd(t)
+	site := newBackendsSite(t)
+	otherCA, err := writeTestPKI(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startTLSURL := fmt.Sprintf("ldap://localhost:%d", dir.Port)
+	block := func(url, extra string) string {
+		return fmt.Sprintf(`
+		authenticator ldap {
+			url %s%s
+			timeout 2s
+			bind_dn %s
+			bind_password %s
+			base_dn %s
+			group_base_dn %s
+		}`, url, extra, LDAPAdminDN, LDAPAdminPassword, LDAPPeopleDN, LDAPGroupsDN)
+	}
+	const scope = "repository:devs/app:pull,push"
+	for _, tc := range []struct {
+		name, block string
+		ok          bool
+		logged      string
+	}{
+		{"ldaps", block(dir.LDAPSURL, "\n\t\t\tca_file "+dir.CAFile), true, ""},
+		{"starttls", block(startTLSURL, "\n\t\t\tstarttls\n\t\t\tca_file "+dir.CAFile), true, ""},
+		{"ldaps, system roots", block(dir.LDAPSURL, ""), false, "certificate signed by unknown authority"},
+		{"starttls, another CA", block(startTLSURL, "\n\t\t\tstarttls\n\t\t\tca_file "+otherCA), false, "certificate signed by unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site.load(t, tc.block+"\n\t\tcredential_cache off", "")
+			mark := markCaddyLog(t)
+			a := askToken(t, site.realm, "ldev", ldapNames.pw["ldev"], scope)
+			if tc.ok {
+				a.want(t, http.StatusOK, "ldev over TLS")
+				if got := actionsOn(a.access, "devs/app"); !slices.Equal(got, []string{"pull", "push"}) {
+					t.Fatalf("ldev got %v on devs/app, want pull and push (group devs from the directory)", got)
+				}
+				askToken(t, site.realm, "ldev", "wrong", scope).want(t, http.StatusUnauthorized, "a wrong password over TLS")
+				return
+			}
+			a.wantUnavailable(t, 6*time.Second, "a certificate that does not verify")
+			if lines := mark.lines(t, "authenticator failed", tc.logged); len(lines) == 0 {
+				t.Fatalf("no log line says %q", tc.logged)
+			}
+		})
+	}
+}

@@ -46,8 +46,13 @@ type LDAPGroup struct {
 // LDAPSuffix, the memberof overlay (so user entries carry memberOf), and
 // the rootdn LDAPAdminDN. It runs in the foreground as a child process.
 type Slapd struct {
-	URL  string // ldap://127.0.0.1:<port>
+	URL  string // ldap://127.0.0.1:<port>, with StartTLS offered
 	Port int
+	// LDAPSURL is ldaps://localhost:<port>, and CAFile the PEM of the CA
+	// that signed the server's certificate (for localhost and 127.0.0.1).
+	LDAPSURL  string
+	LDAPSPort int
+	CAFile    string
 	// MemberOf is true when the overlay filled in the users' memberOf.
 	MemberOf bool
 
@@ -67,9 +72,14 @@ func StartSlapd(dir string, users []LDAPUser, groups []LDAPGroup) (*Slapd, error
 	if _, err := os.Stat(SlapdBinary); err != nil {
 		return nil, fmt.Errorf("slapd missing (%v): install it with `apt-get install slapd ldap-utils`", err)
 	}
-	s := &Slapd{dir: dir, conf: filepath.Join(dir, "slapd.conf"), Port: FreePort()}
+	s := &Slapd{dir: dir, conf: filepath.Join(dir, "slapd.conf"), Port: FreePort(), LDAPSPort: FreePort()}
 	s.URL = fmt.Sprintf("ldap://127.0.0.1:%d", s.Port)
+	s.LDAPSURL = fmt.Sprintf("ldaps://localhost:%d", s.LDAPSPort)
 	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.CAFile, err = writeTestPKI(dir); err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
@@ -81,6 +91,9 @@ argsfile %[1]s/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
+TLSCACertificateFile %[1]s/ca.pem
+TLSCertificateFile %[1]s/server.pem
+TLSCertificateKeyFile %[1]s/server.key
 
 database mdb
 maxsize 16777216
@@ -93,7 +106,6 @@ overlay memberof
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	var err error
 	if s.log, err = os.Create(filepath.Join(dir, "slapd.log")); err != nil {
 		return nil, err
 	}
@@ -117,7 +129,7 @@ func (s *Slapd) Start() error {
 	}
 	// -d 0: stay in the foreground (the test owns the process) and log
 	// nothing but errors.
-	cmd := exec.Command(SlapdBinary, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", s.Port), "-f", s.conf, "-d", "0")
+	cmd := exec.Command(SlapdBinary, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/", s.Port, s.LDAPSPort), "-f", s.conf, "-d", "0")
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return err

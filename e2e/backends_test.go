@@ -679,8 +679,11 @@ func TestHTTPAuthenticatorUsers(t *testing.T) {
 			url %s/auth
 			timeout 2s
 		}`, svc.URL), "")
-	reg := startBackendsRegistry(t, "v3", site.realm)
-	backendMatrix(t, reg, site.realm, httpNames, "devs/http")
+	for _, family := range []string{"v3", "v2.8"} {
+		t.Run(family, func(t *testing.T) {
+			backendMatrix(t, startBackendsRegistry(t, family, site.realm), site.realm, httpNames, "devs/http-"+strings.ReplaceAll(family, ".", ""))
+		})
+	}
 	svc.mu.Lock()
 	defer svc.mu.Unlock()
 	if len(svc.calls) == 0 || svc.calls[0] != "POST application/json hdev" {

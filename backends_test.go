@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
@@ -274,4 +275,53 @@ func mustHash(t *testing.T, pw string) string {
 		t.Fatal(err)
 	}
 	return string(h)
+}
+
+// The static authenticator and rules authorizer modules: the policy's own
+// kind of users and rules, placed in the order of sources.
+func TestStaticAndRulesModules(t *testing.T) {
+	static := &StaticAuthenticator{Users: []policy.User{
+		{Name: "breakglass", Password: mustHash(t, "glass-pw")},
+		{Name: "alice", Password: mustHash(t, "other-pw")},
+	}}
+	if err := static.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	rules := &RulesAuthorizer{Rules: []policy.Rule{
+		{Effect: "allow", Subjects: []string{"user:breakglass"}, Actions: []string{"*"}, Resources: []string{"**"}},
+		{Effect: "deny", Subjects: []string{"user:breakglass"}, Actions: []string{"delete"}, Resources: []string{"prod/**"}},
+	}}
+	if err := rules.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := &fakeSource{user: "dana", password: "dana-pw"}
+	p, _ := chainPolicy(t, dir, static)
+	p.authorizers = []namedAuthorizer{{rules, "rules"}}
+	ctx := context.Background()
+
+	id, err := p.login(ctx, p.Rules(), "", "breakglass", "glass-pw")
+	if err != nil || id.Name != "breakglass" {
+		t.Fatalf("breakglass after the directory: %+v, %v", id, err)
+	}
+	if _, err := p.login(ctx, p.Rules(), "", "breakglass", "wrong"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a wrong password: %v", err)
+	}
+	if _, err := p.login(ctx, p.Rules(), "", "alice", "other-pw"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("the policy's own alice decides before the module's: %v", err)
+	}
+	if _, err := p.login(ctx, p.Rules(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a name no source has: %v", err)
+	}
+	got := p.authorize(ctx, p.Rules(), id, testService, "", []token.Scope{
+		{Type: "repository", Name: "prod/app", Actions: token.Every},
+		{Type: "repository", Name: "dev/app", Actions: token.Pull | token.Delete},
+	})
+	if len(got) != 2 || got[0].Actions != token.Pull|token.Push || got[1].Actions != token.Pull|token.Delete {
+		t.Fatalf("got %v: the module's deny limits its own allow", got)
+	}
+	for _, bad := range []any{&StaticAuthenticator{}, &RulesAuthorizer{}, &RulesAuthorizer{Rules: []policy.Rule{{Effect: "allow"}}}} {
+		if err := bad.(caddy.Provisioner).Provision(caddy.Context{}); err == nil {
+			t.Errorf("%T %+v: provisioned", bad, bad)
+		}
+	}
 }

@@ -177,15 +177,11 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "user":
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 2:
-				pc.Users = append(pc.Users, policy.User{Name: args[0], Password: args[1]})
-			case len(args) == 3 && args[1] == "plaintext":
-				pc.Users = append(pc.Users, policy.User{Name: args[0], Password: args[2], Plaintext: true})
-			default:
-				return d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
+			u, err := userLine(d)
+			if err != nil {
+				return err
 			}
+			pc.Users = append(pc.Users, u)
 		case "htpasswd":
 			var path string
 			if !d.AllArgs(&path) {
@@ -205,19 +201,9 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			pc.Groups[args[0]] = args[1:]
 		case "allow", "deny":
-			args := d.RemainingArgs()
-			if len(args) < 3 {
-				return d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", sub)
-			}
-			rule := policy.Rule{
-				Effect:    sub,
-				Subjects:  strings.Split(args[0], ","),
-				Actions:   strings.Split(args[1], ","),
-				Resources: args[2:],
-			}
-			// Check now, so the error names this line.
-			if _, err := policy.CompileRule(rule); err != nil {
-				return d.Errf("%s: %v", sub, err)
+			rule, err := ruleLine(d)
+			if err != nil {
+				return err
 			}
 			pc.Rules = append(pc.Rules, rule)
 		case "policy_file":
@@ -267,6 +253,39 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// userLine reads `user <name> <bcrypt-hash>` or `user <name> plaintext
+// <password>`.
+func userLine(d *caddyfile.Dispenser) (policy.User, error) {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 2:
+		return policy.User{Name: args[0], Password: args[1]}, nil
+	case len(args) == 3 && args[1] == "plaintext":
+		return policy.User{Name: args[0], Password: args[2], Plaintext: true}, nil
+	}
+	return policy.User{}, d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
+}
+
+// ruleLine reads an allow or deny line and checks the rule at once, so
+// that an error names the line.
+func ruleLine(d *caddyfile.Dispenser) (policy.Rule, error) {
+	effect := d.Val()
+	args := d.RemainingArgs()
+	if len(args) < 3 {
+		return policy.Rule{}, d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", effect)
+	}
+	rule := policy.Rule{
+		Effect:    effect,
+		Subjects:  strings.Split(args[0], ","),
+		Actions:   strings.Split(args[1], ","),
+		Resources: args[2:],
+	}
+	if _, err := policy.CompileRule(rule); err != nil {
+		return rule, d.Errf("%s: %v", effect, err)
+	}
+	return rule, nil
 }
 
 // durationArg reads a subdirective's one argument: a positive duration,

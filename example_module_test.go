@@ -76,6 +76,12 @@ func TestThirdPartyAuthenticatorModule(t *testing.T) {
 		authenticator team_tokens {
 			robot ci-bot s3cret
 		}
+		authenticator static {
+			user breakglass plaintext glass-pw
+		}
+		authorizer rules {
+			allow user:breakglass pull,push ci/**
+		}
 		allow group:robots pull,push ci/**
 	}
 }
@@ -122,5 +128,10 @@ http://%s {
 	}
 	if status, _ := get("other-bot", "s3cret"); status != http.StatusUnauthorized {
 		t.Fatalf("an unknown robot: %d", status)
+	}
+	// The built-in static and rules modules, after the third party's.
+	status, claims = get("breakglass", "glass-pw")
+	if access := fmt.Sprint(claims["access"]); status != http.StatusOK || !strings.Contains(access, "push") {
+		t.Fatalf("breakglass: %d, access %s", status, access)
 	}
 }

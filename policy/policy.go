@@ -150,6 +150,20 @@ func Compile(cfg Config, opts ...Option) (p *Policy, warnings []string, err erro
 	return p, warnings, nil
 }
 
+// CompileRules compiles rules alone into a Policy without users, for
+// callers that only authorize.
+func CompileRules(rules []Rule) (*Policy, error) {
+	p := &Policy{users: map[string][]byte{}, identity: map[string][]byte{}, groupsOf: map[string][]string{}}
+	for i, r := range rules {
+		c, err := CompileRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("rules[%d]: %v", i, err)
+		}
+		p.rules = append(p.rules, c)
+	}
+	return p, nil
+}
+
 // Check reports the first error Compile would find in cfg on its own,
 // without hashing anything: callers that merge a policy from several
 // parts check each alone, so that an error names the part it is in.

@@ -76,10 +76,23 @@ func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warn
 	for _, u := range s.base.Users {
 		definedIn[u.Name] = "the policy's own users"
 	}
+	alauda := ""
 	for i, f := range s.files {
 		paths, err := policyFilePaths(f.Path)
 		if err != nil {
 			return cfg, digest, nil, fmt.Errorf("files[%d]: %v", i, err)
+		}
+		if f.Format == FormatAlauda {
+			// alauda merges several configs user by user (a user's rules
+			// in one replace those in another, and its _anonymous
+			// fallback depends on them all): converting them one by one
+			// and joining the results would grant more.
+			for _, path := range paths {
+				if alauda != "" {
+					return cfg, digest, nil, fmt.Errorf("files[%d]: %s: a policy reads one alauda config; %s is another: merge them into one file", i, path, alauda)
+				}
+				alauda = path
+			}
 		}
 		for _, path := range paths {
 			data, err := readBounded(path)

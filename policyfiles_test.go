@@ -259,3 +259,15 @@ func TestPolicyFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// alauda merges its configs user by user; one converted file at a time
+// could grant more, so a policy reads one.
+func TestOneAlaudaConfig(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "a.yml"), []byte("users: {bob: pw}\nauths:\n  _anonymous: [{target: '.*', useRegexp: true, actions: [pull, push]}]\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "b.yml"), []byte("auths:\n  bob: [{target: x, actions: [pull]}]\n"), 0o600))
+	_, _, _, err := (&policySource{files: []PolicyFile{{Path: dir, Format: FormatAlauda}}}).compile()
+	if err == nil || !strings.Contains(err.Error(), "a policy reads one alauda config") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -376,8 +376,23 @@ func (c *daConv) entry(p daParsed) error {
 	}
 	var clauses []clause
 	if g, ok := c.userGlob(p); ok || (!hasSubst(p.account) && !hasSubst(p.name) && len(p.labels) == 0) {
-		clauses = c.symbolic(p, g)
+		var err error
+		if clauses, err = c.symbolic(p, g); err != nil {
+			return err
+		}
 	} else {
+		// Written out for the file's users, the entry covers no user of
+		// another source. That only grants less, unless the entry also
+		// denies (as every entry that is not "*" does): then such a user
+		// would escape the denial. Labels belong to the file's users, so
+		// an entry with a labels condition, or a name that substitutes a
+		// label, matches no one else anyway (docker_auth too leaves such a
+		// name unsubstituted for a user without the label, and it then
+		// matches no repository).
+		labels := len(p.labels) > 0 || (p.name != nil && strings.Contains(*p.name, "${labels:"))
+		if !labels && p.act.repo != token.Every && !c.accountIsName(p) {
+			return fmt.Errorf("%s: with an account pattern, this name can only be written out for the users of this file, and users of other sources would escape what the entry denies; use ${account} as a whole path component, or name the account", p.where)
+		}
 		var err error
 		if clauses, err = c.perUser(p); err != nil {
 			return err
@@ -436,12 +451,25 @@ func (c *daConv) userGlob(p daParsed) (string, bool) {
 	return g, true
 }
 
+// accountIsName reports whether the entry's account is one literal name
+// (or "", the anonymous user).
+func (c *daConv) accountIsName(p daParsed) bool {
+	if p.account == nil {
+		return false
+	}
+	if _, re := daRegex(*p.account); re {
+		return false
+	}
+	_, ok := literalGlob(*p.account)
+	return ok
+}
+
 // symbolic translates an entry that needs no per-user expansion of its
 // name; userGlob is its name when it has ${account}.
-func (c *daConv) symbolic(p daParsed, userGlob string) []clause {
-	subjects := c.accountSubjects(p)
-	if len(subjects) == 0 {
-		return nil
+func (c *daConv) symbolic(p daParsed, userGlob string) ([]clause, error) {
+	subjects, err := c.accountSubjects(p)
+	if err != nil || len(subjects) == 0 {
+		return nil, err
 	}
 	cl := clause{subjects: subjects}
 	switch {
@@ -452,63 +480,87 @@ func (c *daConv) symbolic(p daParsed, userGlob string) []clause {
 	default:
 		r, err := daName(*p.name)
 		if err != nil { // parseEntry checked it
-			return nil
+			return nil, nil
 		}
 		cl.add(r)
 		c.grantWarning(p, r)
 	}
 	c.applyType(p, &cl)
 	if cl.empty() {
-		return nil
+		return nil, nil
 	}
-	return []clause{cl}
+	return []clause{cl}, nil
 }
 
-// accountSubjects turns a substitution-free account pattern into subjects.
-// Patterns that are not a plain name or one of the usual "everyone" forms
-// are expanded over the file's users.
-func (c *daConv) accountSubjects(p daParsed) []string {
+// accountSubjects turns a substitution-free account pattern into subjects:
+// a name, the usual "everyone" forms, or the users (of any source) whose
+// name the pattern matches as docker_auth matches it.
+func (c *daConv) accountSubjects(p daParsed) ([]string, error) {
 	all := policy.SubjectAuthenticated
 	if c.anon {
 		all = policy.SubjectEveryone
 	}
 	if p.account == nil {
-		return []string{all}
+		return []string{all}, nil
 	}
 	a, where := *p.account, p.where+".match.account"
 	switch a {
 	case "*", "/.*/":
-		return []string{all}
+		return []string{all}, nil
 	case "/.+/":
-		return []string{policy.SubjectAuthenticated}
+		return []string{policy.SubjectAuthenticated}, nil
 	}
-	if _, re := daRegex(a); !re {
+	expr, re := daRegex(a)
+	if !re {
 		if lit, ok := literalGlob(a); ok {
 			switch {
 			case lit == "" && c.anon:
-				return []string{policy.SubjectAnonymous}
+				return []string{policy.SubjectAnonymous}, nil
 			case lit == "":
 				c.info(`%s: "" is the anonymous user, whom docker_auth lets in only with a users[""] entry without password: entry dropped`, where)
-				return nil
+				return nil, nil
 			case !c.known[lit]:
 				c.info("%s: no user %q is defined in users", where, lit)
 			}
-			return []string{userPrefix + lit}
+			return []string{userPrefix + lit}, nil
+		}
+		var err error
+		if expr, err = accountGlobRegexp(a); err != nil {
+			return nil, fmt.Errorf("%s: %v", where, err)
+		}
+	} else {
+		if _, err := regexp.Compile(expr); err != nil {
+			c.info("%s: %q does not parse, so docker_auth never matches it: entry dropped", where, a)
+			return nil, nil
+		}
+		// docker_auth finds the regex anywhere in the name.
+		expr = "(?s:.*)(?:" + expr + ")(?s:.*)"
+	}
+	subjects := []string{userPrefix + "regexp:" + expr}
+	if c.anon && daMatch(a, "") {
+		subjects = append(subjects, policy.SubjectAnonymous)
+	}
+	return subjects, nil
+}
+
+// accountGlobRegexp is a path.Match glob on account names as a regular
+// expression, for the globs whose meaning is plain: literal characters,
+// "*" and "?" (neither crossing "/").
+func accountGlobRegexp(glob string) (string, error) {
+	var b strings.Builder
+	for _, r := range glob {
+		switch r {
+		case '*':
+			b.WriteString("[^/]*")
+		case '?':
+			b.WriteString("[^/]")
+		case '[', '\\':
+			return "", fmt.Errorf("%q: character classes and escapes in account globs are not translated; write the pattern as a /regex/", glob)
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
 		}
 	}
-	var subjects, names []string
-	for _, m := range c.members {
-		if daMatch(a, m.name) {
-			subjects = append(subjects, m.subject())
-			names = append(names, m.display())
-		}
-	}
-	if len(subjects) == 0 {
-		c.info("%s: %q matches none of the users defined in the file: entry dropped", where, a)
-		return nil
-	}
-	c.info("%s: %q expanded to the users defined in the file that it matches (%s): it covers no other user", where, a, listNames(names))
-	return subjects
+	return b.String(), nil
 }
 
 // perUser translates an entry with labels or substitutions by evaluating
@@ -837,6 +889,10 @@ func (s *subjSet) add(subjects ...string) {
 		case policy.SubjectAnonymous:
 			s.anonymous = true
 		default:
+			if strings.HasPrefix(sub, userPrefix+"regexp:") {
+				s.authenticated = true // may be anyone logged in, for all we know
+				continue
+			}
 			if s.users == nil {
 				s.users = map[string]bool{}
 			}

@@ -116,8 +116,69 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(&rest); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("more than one YAML document")
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s", quietYAMLError(err))
+	}
+	return plainYAML(&doc, "", false)
+}
+
+// plainYAML refuses what the YAML libraries of docker_auth (yaml.v2) and
+// alauda (yaml.v2 through sigs.k8s.io/yaml) read differently from this
+// one, so that a file cannot mean one thing there and another here: merge
+// keys ("<<") and keys that are not strings (null, numbers, booleans)
+// anywhere, and in the policy sections (users, acl, auths) unquoted
+// numbers and booleans where a string is expected (alauda rewrites 0123
+// as 83 and yes as true). Only useRegexp takes a boolean.
+func plainYAML(n *yaml.Node, key string, policySection bool) error {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if err := plainYAML(c, key, policySection); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		top := n.Line > 0 && key == "" && !policySection
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			switch {
+			case k.Tag == "!!merge":
+				return fmt.Errorf("line %d: merge keys (<<) are not read here, since YAML libraries apply them differently: write the keys out", k.Line)
+			case k.Kind != yaml.ScalarNode || k.Tag != "!!str":
+				return fmt.Errorf("line %d: a key that is not a string (%s): quote it", k.Line, strings.TrimPrefix(k.Tag, "!!"))
+			}
+			section := policySection || (top && (k.Value == "users" || k.Value == "acl" || k.Value == "auths"))
+			if err := plainYAML(v, k.Value, section); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		switch {
+		case !policySection, n.Tag == "!!null":
+		case n.Tag == "!!str" && n.Style == 0 && yaml11Typed(n.Value):
+			return fmt.Errorf("line %d: an unquoted %q where a string is expected, which YAML 1.1 libraries read as a boolean or number: quote it", n.Line, n.Value)
+		case n.Tag == "!!str":
+		case key == "useRegexp" && n.Tag == "!!bool":
+		default:
+			return fmt.Errorf("line %d: an unquoted %s where a string is expected, which YAML libraries read differently: quote it", n.Line, strings.TrimPrefix(n.Tag, "!!"))
+		}
+	}
 	return nil
 }
+
+// yaml11Typed reports whether a plain scalar that YAML 1.2 reads as a
+// string is a boolean or a number to YAML 1.1 (yaml.v2): yes, off, 1_000,
+// 1:20 and the like.
+func yaml11Typed(v string) bool {
+	switch strings.ToLower(v) {
+	case "y", "yes", "n", "no", "on", "off":
+		return true
+	}
+	return yaml11Number.MatchString(v)
+}
+
+var yaml11Number = regexp.MustCompile(`^[-+]?(\.[0-9]|[0-9])[0-9_:.]*$|^[-+]?0[bx][0-9a-fA-F_]+$`)
 
 // quietYAMLError drops the values yaml quotes in type errors ("cannot
 // unmarshal !!str `$2y$05$...` into ..."), and unknown keys that do not

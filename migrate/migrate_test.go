@@ -122,6 +122,13 @@ var errorCases = []struct {
 	name, format, config, want string
 }{
 	{"empty match with actions", DockerAuth, daUsers + "acl: [{match: {}, actions: [pull]}]", "acl[0].match: empty or missing"},
+	// What yaml.v2 (docker_auth, alauda) reads differently from yaml.v3.
+	{"merge key", DockerAuth, daUsers + "acl:\n  - match: &admins {account: admin}\n    actions: ['*']\n  - match: {account: alice, name: 'alice/*', <<: *admins}\n    actions: [pull, push]\n", "merge keys (<<) are not read here"},
+	{"alauda merge key", Alauda, "users: {bob: pw}\nauths:\n  bob:\n    - &ro {target: x, actions: [pull]}\n    - {target: secret, actions: [pull, push], <<: *ro}\n", "merge keys (<<) are not read here"},
+	{"null key", DockerAuth, daUsers + "acl: [{match: {name: 'secret/*', labels: {null: admins}}, actions: [pull, push]}]", "a key that is not a string (null)"},
+	{"number key", Alauda, "users: {'007': pw}\nauths: {007: [{target: secret, actions: [pull]}]}", "a key that is not a string (int)"},
+	{"number password", Alauda, "users: {bob: 0123}", "an unquoted int where a string is expected"},
+	{"boolean target", Alauda, "users: {bob: pw}\nauths: {bob: [{target: yes, actions: [pull]}]}", `an unquoted "yes" where a string is expected`},
 	{"no match with actions", DockerAuth, daUsers + "acl: [{match: {account: admin}, actions: ['*']}, {actions: [pull]}]", "acl[1].match: empty or missing"},
 	{"unknown match key", DockerAuth, daUsers + "acl: [{match: {acount: alice}, actions: [pull]}]", "field acount not found"},
 	{"unknown entry key", DockerAuth, daUsers + "acl: [{match: {account: alice}, action: [pull]}]", "field action not found"},
@@ -214,10 +221,14 @@ var warningCases = []struct {
 		warning: "acl[0].match.ip: left out: the entry now denies whatever the address",
 	},
 	{
-		name:   "account pattern expanded to the file's users",
+		name:   "account glob as a user pattern, for users of every source",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: 'a*', name: 'shared/*'}, actions: [pull]}]",
-		rules:   []string{"allow user:admin,user:alice pull shared/*", "deny user:admin,user:alice push,delete shared/*"},
-		warning: `acl[0].match.account: "a*" expanded to the users defined in the file that it matches (admin, alice)`,
+		rules: []string{"allow user:regexp:a[^/]* pull shared/*", "deny user:regexp:a[^/]* push,delete shared/*"},
+	},
+	{
+		name:   "account regex as a user pattern, found anywhere as docker_auth does",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/^contractor-/', name: 'internal/*'}, actions: []}, {match: {account: '/.+/', name: 'internal/*'}, actions: ['*']}]",
+		rules: []string{"deny user:regexp:(?s:.*)(?:^contractor-)(?s:.*) * internal/*", "allow authenticated * internal/*"},
 	},
 	{
 		name:   "${account} as a path component",
@@ -226,10 +237,9 @@ var warningCases = []struct {
 	},
 	{
 		name:   "${account} inside a component is written per user",
-		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/^a/', name: '${account}-*/app'}, actions: [pull]}]",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/^a/', name: '${account}-*/app'}, actions: ['*']}]",
 		rules: []string{
-			"allow user:admin pull admin-*/app", "deny user:admin push,delete admin-*/app",
-			"allow user:alice pull alice-*/app", "deny user:alice push,delete alice-*/app",
+			"allow user:admin * admin-*/app", "allow user:alice * alice-*/app",
 		},
 		warning: "acl[0]: written out for each user defined in the file that it matches (admin, alice)",
 	},

@@ -302,3 +302,20 @@ func TestAuthorizeCatalogOnlyAll(t *testing.T) {
 		t.Errorf("catalog grant %v", got)
 	}
 }
+
+func TestUserPatternSubjects(t *testing.T) {
+	p := mustCompile(t, Config{Rules: []Rule{
+		{Effect: "allow", Subjects: []string{"user:regexp:ci-[0-9]+"}, Actions: []string{"pull"}, Resources: []string{"**"}},
+	}})
+	pull := []token.Scope{{Type: "repository", Name: "a/b", Actions: token.Pull}}
+	for name, want := range map[string]int{"ci-1": 1, "ci-42": 1, "ci-": 0, "xci-1": 0, "ci-1x": 0, "": 0} {
+		if got := p.Authorize(Identity{Name: name}, pull); len(got) != want {
+			t.Errorf("%q: got %v", name, got)
+		}
+	}
+	for _, bad := range []string{"user:regexp:", "user:regexp:("} {
+		if _, err := CompileRule(Rule{Effect: "allow", Subjects: []string{bad}, Actions: []string{"pull"}, Resources: []string{"**"}}); err == nil {
+			t.Errorf("%q compiled", bad)
+		}
+	}
+}

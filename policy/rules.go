@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/regauth/caddy-registry-auth/token"
@@ -25,8 +26,9 @@ const CatalogResource = "registry:catalog"
 type Rule struct {
 	// Effect is "allow" or "deny".
 	Effect string `json:"effect"`
-	// Subjects the rule applies to: "user:NAME", "group:NAME",
-	// "authenticated", "anonymous" or "everyone".
+	// Subjects the rule applies to: "user:NAME", "user:regexp:EXPR" (the
+	// users whose whole name matches), "group:NAME", "authenticated",
+	// "anonymous" or "everyone".
 	Subjects []string `json:"subjects"`
 	// Actions: "pull", "push", "delete" or "*" (all of them).
 	Actions []string `json:"actions"`
@@ -40,6 +42,9 @@ type Rule struct {
 type subjects struct {
 	everyone, anonymous, authenticated bool
 	users, groups                      map[string]bool
+	// userPatterns match whole user names ("user:regexp:<expr>"); a
+	// name cannot hold ':', so the form cannot be a user's name.
+	userPatterns []*regexp.Regexp
 }
 
 type compiledRule struct {
@@ -113,6 +118,17 @@ func (s *subjects) add(subject string) error {
 		s.authenticated = true
 		return nil
 	}
+	if expr, ok := strings.CutPrefix(subject, subjectUserPrefix+regexpPrefix); ok {
+		if expr == "" {
+			return fmt.Errorf("empty regular expression in %q", subject)
+		}
+		re, err := regexp.Compile(`^(?:` + expr + `)$`)
+		if err != nil {
+			return fmt.Errorf("bad regular expression in %q: %v", subject, err)
+		}
+		s.userPatterns = append(s.userPatterns, re)
+		return nil
+	}
 	if name, ok := strings.CutPrefix(subject, subjectUserPrefix); ok && name != "" {
 		if s.users == nil {
 			s.users = map[string]bool{}
@@ -127,7 +143,7 @@ func (s *subjects) add(subject string) error {
 		s.groups[name] = true
 		return nil
 	}
-	return fmt.Errorf("unknown subject %q (want user:NAME, group:NAME, authenticated, anonymous or everyone)", subject)
+	return fmt.Errorf("unknown subject %q (want user:NAME, user:regexp:EXPR, group:NAME, authenticated, anonymous or everyone)", subject)
 }
 
 func (s *subjects) match(id Identity) bool {
@@ -139,6 +155,11 @@ func (s *subjects) match(id Identity) bool {
 	}
 	if s.authenticated || s.users[id.Name] {
 		return true
+	}
+	for _, re := range s.userPatterns {
+		if re.MatchString(id.Name) {
+			return true
+		}
 	}
 	for _, g := range id.Groups {
 		if s.groups[g] {

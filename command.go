@@ -8,6 +8,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/regauth/caddy-registry-auth/migrate"
 	"github.com/regauth/caddy-registry-auth/policy"
 )
 
@@ -59,7 +60,7 @@ func runConvert(format, path string, stdin io.Reader, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	cfg, warnings, err := convertPolicy(format, data)
+	cfg, warnings, err := migrate.Convert(format, data)
 	if err != nil {
 		return fmt.Errorf("%s: %v", path, err)
 	}

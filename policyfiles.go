@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/migrate"
 	"github.com/regauth/caddy-registry-auth/policy"
 )
 
@@ -210,7 +211,7 @@ func parsePolicyFile(format string, data []byte) (policy.Config, []string, error
 		}
 		return cfg, nil, nil
 	case FormatDockerAuth, FormatAlauda:
-		return convertPolicy(format, data)
+		return migrate.Convert(format, data)
 	}
 	return policy.Config{}, nil, fmt.Errorf("unknown format %q (want native, docker_auth or alauda)", format)
 }

@@ -473,15 +473,7 @@ func TestLDAPProxyMode(t *testing.T) {
 	regPort, proxyPort := FreePort(), FreePort()
 	startV3(t, shared, registrySetup{port: regPort})
 	site := newBackendsSite(t)
-	site.load(t, fmt.Sprintf(`
-		authenticator ldap {
-			url %s
-			timeout 2s
-			bind_dn %s
-			bind_password %s
-			base_dn %s
-			group_base_dn %s
-		}`, dir.URL, LDAPAdminDN, LDAPAdminPassword, LDAPPeopleDN, LDAPGroupsDN), fmt.Sprintf(`
+	site.load(t, ldapSearchBind(dir), fmt.Sprintf(`
 http://localhost:%d {
 	log
 	registry_auth_proxy {

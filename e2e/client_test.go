@@ -77,25 +77,11 @@ func push(t *testing.T, reg *registry, repoTag, user string, img v1.Image, opts 
 	return remote.Write(ref(t, reg, repoTag), img, append(opts, remote.WithAuth(login(user)))...)
 }
 
-// pull fetches an image and all its layers, returning its digest.
+// pull fetches an image and all its layers as a test user, returning its
+// digest.
 func pull(t *testing.T, reg *registry, repoTag, user string) (v1.Hash, error) {
 	t.Helper()
-	img, err := remote.Image(ref(t, reg, repoTag), remote.WithAuth(login(user)))
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		rc.Close()
-	}
-	return img.Digest()
+	return pullAs(t, reg, repoTag, login(user))
 }
 
 func digest(t *testing.T, img v1.Image) v1.Hash {

@@ -47,7 +47,8 @@ func ParseBasic(headers []string) (user, password string, ok bool, err error) {
 		return "", "", false, ErrMalformedAuthorization
 	}
 	user, password, found := strings.Cut(string(raw), ":")
-	if !found || strings.ContainsAny(user, "\x00\r\n") {
+	// An empty name is containerd's way of sending a refresh token.
+	if !found || (user != "" && CheckUserName(user) != nil) {
 		return "", "", false, ErrMalformedAuthorization
 	}
 	return user, password, true, nil

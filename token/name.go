@@ -1,5 +1,10 @@
 package token
 
+import (
+	"errors"
+	"fmt"
+)
+
 // MaxNameLength is the longest repository name a registry accepts.
 const MaxNameLength = 255
 
@@ -113,4 +118,31 @@ func validDomain(s string) bool {
 		}
 	}
 	return true
+}
+
+// NameChar reports whether c can appear in a repository name, a registry
+// host and port included. Rule patterns take these characters literally.
+func NameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '.' || c == '_' || c == '-' || c == '/' || c == ':'
+}
+
+// CheckUserName says why name cannot be a user's login name, or returns
+// nil. Basic credentials end the name at the first ':', and no control
+// character belongs in a name (a line break could forge a log line, a NUL
+// cut a directory's filter short). Every source of users, every login and
+// every converted configuration is held to this one rule.
+func CheckUserName(name string) error {
+	if name == "" {
+		return errors.New("empty user name")
+	}
+	for _, c := range name {
+		switch {
+		case c == ':':
+			return fmt.Errorf("user name %q contains ':', where Basic credentials split", name)
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("user name %q contains a control character", name)
+		}
+	}
+	return nil
 }

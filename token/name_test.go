@@ -188,3 +188,16 @@ func FuzzValidRepositoryName(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckUserName(t *testing.T) {
+	for _, ok := range []string{"alice", "a.b-c_d@example.com", "gh/acme/app", "名前", "a b"} {
+		if err := token.CheckUserName(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a:b", "a\nb", "a\rb", "a\x00b", "a\tb", "a\x7fb"} {
+		if err := token.CheckUserName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -250,6 +250,34 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 	return nil, fmt.Errorf("token is for audience %q", c.Audience)
 }
 
+// ErrWrongKind: a valid token of the other kind, an access token where a
+// refresh token is due or the reverse.
+var ErrWrongKind = errors.New("token of the wrong kind")
+
+// VerifyAccess checks an access token for one of services: what the proxy
+// lets pass as a bearer. A refresh token is never one, whatever its
+// audience.
+func (s *Signer) VerifyAccess(raw, issuer string, services []string, now time.Time) (*Claims, error) {
+	c, err := s.Verify(raw, issuer, services, now)
+	if err == nil && c.Kind != "" {
+		return nil, ErrWrongKind
+	}
+	return c, err
+}
+
+// VerifyRefresh checks a refresh token for service: its own audience, its
+// kind and a subject.
+func (s *Signer) VerifyRefresh(raw, issuer, service string, now time.Time) (*Claims, error) {
+	c, err := s.Verify(raw, issuer, []string{RefreshAudience(service)}, now)
+	switch {
+	case err != nil:
+		return nil, err
+	case c.Kind != KindRefresh || c.Subject == "":
+		return nil, ErrWrongKind
+	}
+	return c, nil
+}
+
 // CertificatesPEM is the bundle a registry's rootcertbundle should hold.
 func (s *Signer) CertificatesPEM() []byte { return MarshalCertificatesPEM(s.chain) }
 

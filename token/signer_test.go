@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"reflect"
@@ -574,5 +575,39 @@ func BenchmarkVerifyES256(b *testing.B) {
 		if _, err := s.Verify(raw, testIssuer, aud, now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// VerifyAccess never takes a refresh token, VerifyRefresh never an access
+// token, whatever audiences the caller names.
+func TestVerifyKinds(t *testing.T) {
+	s := newSigner(t, "ES256", token.SignerOptions{})
+	now := time.Now()
+	access := token.NewClaims("iss", "alice", "svc", time.Minute, now, nil)
+	refresh := token.NewClaims("iss", "alice", token.RefreshAudience("svc"), time.Hour, now, nil)
+	refresh.Kind = token.KindRefresh
+	anonymousRefresh := token.NewClaims("iss", "", token.RefreshAudience("svc"), time.Hour, now, nil)
+	anonymousRefresh.Kind = token.KindRefresh
+	sign := func(c *token.Claims) string {
+		raw, err := s.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	if _, err := s.VerifyAccess(sign(access), "iss", []string{"svc"}, now); err != nil {
+		t.Fatalf("access token: %v", err)
+	}
+	if _, err := s.VerifyAccess(sign(refresh), "iss", []string{"svc", token.RefreshAudience("svc")}, now); !errors.Is(err, token.ErrWrongKind) {
+		t.Fatalf("a refresh token as an access token: %v", err)
+	}
+	if c, err := s.VerifyRefresh(sign(refresh), "iss", "svc", now); err != nil || c.Subject != "alice" {
+		t.Fatalf("refresh token: %+v, %v", c, err)
+	}
+	if _, err := s.VerifyRefresh(sign(access), "iss", "svc", now); err == nil {
+		t.Fatal("an access token as a refresh token")
+	}
+	if _, err := s.VerifyRefresh(sign(anonymousRefresh), "iss", "svc", now); !errors.Is(err, token.ErrWrongKind) {
+		t.Fatalf("a refresh token without a subject: %v", err)
 	}
 }

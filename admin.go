@@ -110,20 +110,6 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("GET or POST")}
 }
 
-// validPolicyName keeps a policy name to what can safely name a storage
-// key: letters, digits, '-', '_' and '.', not starting with '.'.
-func validPolicyName(name string) bool {
-	if name == "" || len(name) > 128 || name[0] == '.' {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // Interface guards.
 var (
 	_ caddy.AdminRouter = (*adminAPI)(nil)

@@ -63,23 +63,6 @@ func (a *HTTPAuthenticator) Authenticate(ctx context.Context, name, password str
 	return id, nil
 }
 
-// UnmarshalCaddyfile reads:
-//
-//	authenticator http {
-//		url     <url>
-//		timeout <duration>
-//		ca_file <path>
-//	}
-func (a *HTTPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return a.unmarshalBlock(d, "http authenticator", nil)
-}
-
-// Cleanup closes idle connections to the service.
-func (a *HTTPAuthenticator) Cleanup() error {
-	a.cleanup()
-	return nil
-}
-
 // Interface guards.
 var (
 	_ Authenticator         = (*HTTPAuthenticator)(nil)

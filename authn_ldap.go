@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -100,9 +99,7 @@ func (LDAPAuthenticator) CaddyModule() caddy.ModuleInfo {
 // Provision checks the configuration; nothing connects yet, so a
 // directory that is down does not stop Caddy from starting.
 func (a *LDAPAuthenticator) Provision(caddy.Context) error {
-	repl := caddy.NewReplacer()
-	a.URL = repl.ReplaceKnown(a.URL, "")
-	a.BindPassword = repl.ReplaceKnown(a.BindPassword, "")
+	a.URL, a.BindPassword = expand(a.URL), expand(a.BindPassword)
 	u, err := url.Parse(a.URL)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("url: want ldap://host or ldaps://host, got %q", a.URL)
@@ -385,79 +382,6 @@ func (a *LDAPAuthenticator) release(c *ldap.Conn, err error) (broken bool) {
 // seconds is the timeout as an LDAP time limit (whole seconds, at least 1).
 func (a *LDAPAuthenticator) seconds() int {
 	return int((a.timeout + time.Second - 1) / time.Second)
-}
-
-// UnmarshalCaddyfile reads:
-//
-//	authenticator ldap {
-//		url                  ldaps://<host>[:<port>] | ldap://<host>[:<port>]
-//		starttls
-//		ca_file              <path>
-//		timeout              <duration>
-//		pool_size            <n>
-//		user_dn              <template with {user}>
-//		bind_dn              <dn>
-//		bind_password        <password>
-//		base_dn              <dn>
-//		user_filter          <filter with {user}>
-//		user_attribute       <attribute>
-//		group_attribute      <attribute>
-//		group_base_dn        <dn>
-//		group_filter         <filter with {dn} or {user}>
-//		group_name_attribute <attribute>
-//	}
-func (a *LDAPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	fields := map[string]*string{
-		"url": &a.URL, "ca_file": &a.CAFile, "user_dn": &a.UserDN,
-		"bind_dn": &a.BindDN, "bind_password": &a.BindPassword, "base_dn": &a.BaseDN,
-		"user_filter": &a.UserFilter, "user_attribute": &a.UserAttribute, "group_attribute": &a.GroupAttribute,
-		"group_base_dn": &a.GroupBaseDN, "group_filter": &a.GroupFilter,
-		"group_name_attribute": &a.GroupNameAttribute,
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q", sub)
-		}
-		seen[sub] = true
-		switch sub {
-		case "starttls":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			a.StartTLS = true
-		case "timeout":
-			dur, _, err := durationArg(d, false)
-			if err != nil {
-				return err
-			}
-			a.Timeout = dur
-		case "pool_size":
-			var n string
-			if !d.AllArgs(&n) {
-				return d.ArgErr()
-			}
-			size, err := strconv.Atoi(n)
-			if err != nil || size <= 0 {
-				return d.Errf("pool_size: want a positive number, got %q", n)
-			}
-			a.PoolSize = size
-		default:
-			dst, ok := fields[sub]
-			if !ok {
-				return d.Errf("unknown ldap authenticator subdirective %q", sub)
-			}
-			if err := oneArg(d, dst); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Interface guards.

@@ -2,7 +2,6 @@ package registryauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,7 +26,7 @@ type StaticAuthenticator struct {
 	// HtpasswdFiles of name:bcrypt-hash lines, read at load.
 	HtpasswdFiles []string `json:"htpasswd_files,omitempty"`
 
-	users *policy.Policy
+	users *policy.Users
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,18 +36,11 @@ func (StaticAuthenticator) CaddyModule() caddy.ModuleInfo {
 
 // Provision checks and compiles the users.
 func (a *StaticAuthenticator) Provision(ctx caddy.Context) error {
-	repl := caddy.NewReplacer()
-	cfg := policy.Config{Users: append([]policy.User(nil), a.Users...)}
-	for i := range cfg.Users {
-		cfg.Users[i].Password = repl.ReplaceKnown(cfg.Users[i].Password, "")
-	}
-	for _, f := range a.HtpasswdFiles {
-		cfg.HtpasswdFiles = append(cfg.HtpasswdFiles, repl.ReplaceKnown(f, ""))
-	}
+	cfg := expandUsers(policy.Config{Users: a.Users, HtpasswdFiles: a.HtpasswdFiles})
 	if len(cfg.Users) == 0 && len(cfg.HtpasswdFiles) == 0 {
 		return fmt.Errorf("no users: give user lines or htpasswd files")
 	}
-	users, warnings, err := policy.Compile(cfg)
+	users, warnings, err := policy.CompileUsers(cfg.Users, cfg.HtpasswdFiles)
 	if err != nil {
 		return err
 	}
@@ -60,48 +52,11 @@ func (a *StaticAuthenticator) Provision(ctx caddy.Context) error {
 }
 
 // Authenticate checks the password of a user of the list.
-func (a *StaticAuthenticator) Authenticate(_ context.Context, name, password string) (Identity, error) {
+func (a *StaticAuthenticator) Authenticate(ctx context.Context, name, password string) (Identity, error) {
 	if !a.users.Knows(name) {
 		return Identity{}, ErrUnknownUser
 	}
-	id, err := a.users.Authenticate(name, password)
-	if errors.Is(err, policy.ErrBusy) {
-		return Identity{}, err
-	}
-	return Identity{Name: id.Name}, err
-}
-
-// UnmarshalCaddyfile reads:
-//
-//	authenticator static {
-//		user     <name> <bcrypt-hash>
-//		user     <name> plaintext <password>
-//		htpasswd <path>
-//	}
-func (a *StaticAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "user":
-			u, err := userLine(d)
-			if err != nil {
-				return err
-			}
-			a.Users = append(a.Users, u)
-		case "htpasswd":
-			var path string
-			if err := oneArg(d, &path); err != nil {
-				return err
-			}
-			a.HtpasswdFiles = append(a.HtpasswdFiles, path)
-		default:
-			return d.Errf("unknown static authenticator subdirective %q", d.Val())
-		}
-	}
-	return nil
+	return userSet{a.users}.Authenticate(ctx, name, password)
 }
 
 // Interface guards.

@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/regauth/caddy-registry-auth/internal/expiring"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -38,12 +38,7 @@ type HTTPAuthorizer struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 
 	ttl     time.Duration
-	answers *answerCache
-}
-
-type answerCache struct {
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]authzAnswer
+	answers *expiring.Map[[sha256.Size]byte, []token.Scope]
 }
 
 // DefaultAuthorizerCacheTTL is how long an HTTP authorizer's answer is reused.
@@ -51,11 +46,6 @@ const DefaultAuthorizerCacheTTL = 10 * time.Second
 
 // authorizerCacheSize bounds the answers an HTTP authorizer keeps.
 const authorizerCacheSize = 10000
-
-type authzAnswer struct {
-	granted []token.Scope
-	expiry  time.Time
-}
 
 type authzScope struct {
 	Type    string   `json:"type"`
@@ -74,7 +64,7 @@ func (a *HTTPAuthorizer) Provision(caddy.Context) error {
 	if a.ttl == 0 {
 		a.ttl = DefaultAuthorizerCacheTTL
 	}
-	a.answers = &answerCache{entries: map[[sha256.Size]byte]authzAnswer{}}
+	a.answers = expiring.New[[sha256.Size]byte, []token.Scope](authorizerCacheSize, nil)
 	return a.provision()
 }
 
@@ -98,7 +88,7 @@ func (a *HTTPAuthorizer) Authorize(ctx context.Context, req AccessRequest) ([]to
 		return nil, err
 	}
 	key := sha256.Sum256(body)
-	if granted, ok := a.cached(key); ok {
+	if granted, ok := a.answers.Get(key, time.Now()); ok && a.ttl > 0 {
 		return granted, nil
 	}
 	status, answer, err := a.post(ctx, "", body)
@@ -134,68 +124,10 @@ func (a *HTTPAuthorizer) Authorize(ctx context.Context, req AccessRequest) ([]to
 			granted = append(granted, token.Scope{Type: want.Type, Name: want.Name, Actions: held[i]})
 		}
 	}
-	a.remember(key, granted)
+	if a.ttl > 0 {
+		a.answers.Put(key, granted, time.Now().Add(a.ttl), time.Now())
+	}
 	return granted, nil
-}
-
-func (a *HTTPAuthorizer) cached(key [sha256.Size]byte) ([]token.Scope, bool) {
-	if a.ttl < 0 {
-		return nil, false
-	}
-	c := a.answers
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ans, ok := c.entries[key]
-	if !ok || time.Now().After(ans.expiry) {
-		return nil, false
-	}
-	return ans.granted, true
-}
-
-func (a *HTTPAuthorizer) remember(key [sha256.Size]byte, granted []token.Scope) {
-	if a.ttl < 0 {
-		return
-	}
-	now := time.Now()
-	c := a.answers
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= authorizerCacheSize {
-		for k, ans := range c.entries {
-			if now.After(ans.expiry) || len(c.entries) >= authorizerCacheSize {
-				delete(c.entries, k)
-			}
-		}
-	}
-	c.entries[key] = authzAnswer{granted, now.Add(a.ttl)}
-}
-
-// UnmarshalCaddyfile reads:
-//
-//	authorizer http {
-//		url       <url>
-//		timeout   <duration>
-//		ca_file   <path>
-//		cache_ttl <duration>|off
-//	}
-func (a *HTTPAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return a.unmarshalBlock(d, "http authorizer", func(d *caddyfile.Dispenser) (bool, error) {
-		if d.Val() != "cache_ttl" {
-			return false, nil
-		}
-		dur, off, err := durationArg(d, true)
-		a.CacheTTL = dur
-		if off {
-			a.CacheTTL = -1
-		}
-		return true, err
-	})
-}
-
-// Cleanup closes idle connections to the service.
-func (a *HTTPAuthorizer) Cleanup() error {
-	a.cleanup()
-	return nil
 }
 
 // Interface guards.

@@ -22,7 +22,7 @@ type RulesAuthorizer struct {
 	// Rules, as a policy's rules.
 	Rules []policy.Rule `json:"rules"`
 
-	set *policy.Policy
+	rules *policy.Rules
 }
 
 // CaddyModule returns the Caddy module information.
@@ -31,47 +31,17 @@ func (RulesAuthorizer) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision compiles the rules.
-func (a *RulesAuthorizer) Provision(caddy.Context) error {
+func (a *RulesAuthorizer) Provision(caddy.Context) (err error) {
 	if len(a.Rules) == 0 {
 		return fmt.Errorf("no rules")
 	}
-	set, err := policy.CompileRules(a.Rules)
-	if err != nil {
-		return err
-	}
-	a.set = set
-	return nil
+	a.rules, err = policy.CompileRules(a.Rules)
+	return err
 }
 
 // Authorize evaluates the rules.
 func (a *RulesAuthorizer) Authorize(_ context.Context, req AccessRequest) ([]token.Scope, error) {
-	return a.set.Authorize(req.Identity, req.Scopes), nil
-}
-
-// UnmarshalCaddyfile reads:
-//
-//	authorizer rules {
-//		allow <subject[,subject...]> <action[,action...]> <resource...>
-//		deny  <subject[,subject...]> <action[,action...]> <resource...>
-//	}
-func (a *RulesAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "allow", "deny":
-			rule, err := ruleLine(d)
-			if err != nil {
-				return err
-			}
-			a.Rules = append(a.Rules, rule)
-		default:
-			return d.Errf("unknown rules authorizer subdirective %q", d.Val())
-		}
-	}
-	return nil
+	return a.rules.Authorize(req.Identity, req.Scopes), nil
 }
 
 // Interface guards.

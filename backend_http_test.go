@@ -159,21 +159,21 @@ func TestHTTPAuthorizer(t *testing.T) {
 	p.authorizers = []namedAuthorizer{{a, "http"}}
 	ctx := context.Background()
 	req := []token.Scope{{Type: "repository", Name: "team/app", Actions: token.Pull | token.Push}}
-	got := p.authorize(ctx, p.Rules(), Identity{Name: "bob"}, testService, "192.0.2.1", req)
+	got := p.authorize(ctx, p.Current(), Identity{Name: "bob"}, testService, "192.0.2.1", req)
 	if len(got) != 1 || got[0].Actions != token.Pull {
 		t.Fatalf("got %v, want pull on team/app only", got)
 	}
-	if got := p.authorize(ctx, p.Rules(), Identity{}, testService, "192.0.2.1", req); len(got) != 0 {
+	if got := p.authorize(ctx, p.Current(), Identity{}, testService, "192.0.2.1", req); len(got) != 0 {
 		t.Fatalf("anonymous: got %v", got)
 	}
 	if calls.Load() != 2 {
 		t.Fatalf("%d calls, want 2", calls.Load())
 	}
 	failing.Store(true)
-	if got := p.authorize(ctx, p.Rules(), Identity{Name: "bob"}, testService, "192.0.2.1", req); len(got) != 1 || calls.Load() != 2 {
+	if got := p.authorize(ctx, p.Current(), Identity{Name: "bob"}, testService, "192.0.2.1", req); len(got) != 1 || calls.Load() != 2 {
 		t.Fatalf("the same question within cache_ttl: got %v after %d calls", got, calls.Load())
 	}
-	if got := p.authorize(ctx, p.Rules(), Identity{Name: "carol"}, testService, "192.0.2.1", req); len(got) != 0 {
+	if got := p.authorize(ctx, p.Current(), Identity{Name: "carol"}, testService, "192.0.2.1", req); len(got) != 0 {
 		t.Fatalf("a failing service grants nothing: got %v", got)
 	}
 }

@@ -50,13 +50,13 @@ func chainPolicy(t *testing.T, sources ...Authenticator) (*Policy, *observer.Obs
 			{Effect: "allow", Subjects: []string{"group:devs"}, Actions: []string{"pull", "push"}, Resources: []string{"devs/**"}},
 			{Effect: "allow", Subjects: []string{"group:ops"}, Actions: []string{"pull"}, Resources: []string{"ops/**"}},
 		},
-	}, policy.WithCredentialCache(p.cache))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.rules.Store(rules)
-	for i, s := range sources {
-		p.authenticators = append(p.authenticators, namedAuthenticator{s, "fake", string(rune('a' + i))})
+	p.current.Store(rules)
+	for _, s := range sources {
+		p.authenticators = append(p.authenticators, namedAuthenticator{s, "fake"})
 	}
 	return p, logs
 }
@@ -66,10 +66,10 @@ func TestAuthenticatorChain(t *testing.T) {
 	t.Run("the policy's own user decides for her name", func(t *testing.T) {
 		other := &fakeSource{user: "alice", password: "directory-pw"}
 		p, _ := chainPolicy(t, other)
-		if _, err := p.login(ctx, p.Rules(), "", "alice", "alice-pw"); err != nil {
+		if _, err := p.login(ctx, p.Current(), "", "alice", "alice-pw"); err != nil {
 			t.Fatalf("own password: %v", err)
 		}
-		if _, err := p.login(ctx, p.Rules(), "", "alice", "directory-pw"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Current(), "", "alice", "directory-pw"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("a later source's password for an own user: got %v, want bad credentials", err)
 		}
 		if other.calls != 0 {
@@ -81,25 +81,25 @@ func TestAuthenticatorChain(t *testing.T) {
 		second := &fakeSource{user: "bob", password: "other-pw"}
 		third := &fakeSource{user: "dora", password: "dora-pw"}
 		p, _ := chainPolicy(t, first, second, third)
-		id, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
+		id, err := p.login(ctx, p.Current(), "", "bob", "bob-pw")
 		if err != nil || id.Name != "bob" || len(id.Groups) != 1 || id.Groups[0] != "devs" {
 			t.Fatalf("bob: %+v, %v", id, err)
 		}
-		if _, err := p.login(ctx, p.Rules(), "", "bob", "other-pw"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Current(), "", "bob", "other-pw"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("bob with the second source's password: %v", err)
 		}
 		if second.calls != 0 {
 			t.Fatalf("the second source was asked about bob")
 		}
-		id, err = p.login(ctx, p.Rules(), "", "dora", "dora-pw")
+		id, err = p.login(ctx, p.Current(), "", "dora", "dora-pw")
 		if err != nil || id.Name != "dora" {
 			t.Fatalf("dora: %+v, %v", id, err)
 		}
 		// The policy's groups map adds to what the source says.
-		if got := p.authorize(ctx, p.Rules(), id, testService, "", []token.Scope{{Type: "repository", Name: "ops/x", Actions: token.Pull}}); len(got) != 1 {
+		if got := p.authorize(ctx, p.Current(), id, testService, "", []token.Scope{{Type: "repository", Name: "ops/x", Actions: token.Pull}}); len(got) != 1 {
 			t.Fatalf("dora is in ops by the policy's groups: got %v", got)
 		}
-		if _, err := p.login(ctx, p.Rules(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(ctx, p.Current(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
 			t.Fatalf("a name no source knows: %v", err)
 		}
 	})
@@ -107,7 +107,7 @@ func TestAuthenticatorChain(t *testing.T) {
 		down := &fakeSource{err: errors.New("connection refused")}
 		later := &fakeSource{user: "bob", password: "bob-pw"}
 		p, logs := chainPolicy(t, down, later)
-		_, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
+		_, err := p.login(ctx, p.Current(), "", "bob", "bob-pw")
 		if !errors.Is(err, errSourceDown) {
 			t.Fatalf("got %v, want errSourceDown", err)
 		}
@@ -122,13 +122,13 @@ func TestAuthenticatorChain(t *testing.T) {
 			t.Fatalf("log: %+v", logs.All())
 		}
 		// Own users still log in.
-		if _, err := p.login(ctx, p.Rules(), "", "alice", "alice-pw"); err != nil {
+		if _, err := p.login(ctx, p.Current(), "", "alice", "alice-pw"); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("an answer for another name is refused", func(t *testing.T) {
 		p, _ := chainPolicy(t, liar{})
-		if _, err := p.login(ctx, p.Rules(), "", "bob", "pw"); !errors.Is(err, errSourceDown) {
+		if _, err := p.login(ctx, p.Current(), "", "bob", "pw"); !errors.Is(err, errSourceDown) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -136,7 +136,7 @@ func TestAuthenticatorChain(t *testing.T) {
 		src := &fakeSource{user: "bob", password: "bob-pw", groups: []string{"devs"}}
 		p, _ := chainPolicy(t, src)
 		for range 3 {
-			id, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw")
+			id, err := p.login(ctx, p.Current(), "", "bob", "bob-pw")
 			if err != nil || len(id.Groups) != 1 {
 				t.Fatalf("%+v, %v", id, err)
 			}
@@ -144,12 +144,12 @@ func TestAuthenticatorChain(t *testing.T) {
 		if src.calls != 1 {
 			t.Fatalf("source asked %d times, want 1", src.calls)
 		}
-		if _, err := p.login(ctx, p.Rules(), "", "bob", "wrong"); !errors.Is(err, ErrBadCredentials) || src.calls != 2 {
+		if _, err := p.login(ctx, p.Current(), "", "bob", "wrong"); !errors.Is(err, ErrBadCredentials) || src.calls != 2 {
 			t.Fatalf("a wrong password after a success: %v, %d calls", err, src.calls)
 		}
 		// A source configured differently does not hit the old entries.
-		p.authenticators[0].source = "changed"
-		if _, err := p.login(ctx, p.Rules(), "", "bob", "bob-pw"); err != nil || src.calls != 3 {
+		p.sourcesBinding = []byte("changed")
+		if _, err := p.login(ctx, p.Current(), "", "bob", "bob-pw"); err != nil || src.calls != 3 {
 			t.Fatalf("after a configuration change: %v, %d calls", err, src.calls)
 		}
 	})
@@ -187,7 +187,7 @@ func TestAuthorizers(t *testing.T) {
 		{Type: "registry", Name: "catalog", Actions: token.Every},
 	}}
 	p.authorizers = []namedAuthorizer{{ext, "fake"}}
-	got := p.authorize(ctx, p.Rules(), devs, testService, "192.0.2.1", requested)
+	got := p.authorize(ctx, p.Current(), devs, testService, "192.0.2.1", requested)
 	want := []token.Scope{
 		{Type: "repository", Name: "devs/app", Actions: token.Pull | token.Push},
 		{Type: "repository", Name: "shared/lib", Actions: token.Pull},
@@ -200,7 +200,7 @@ func TestAuthorizers(t *testing.T) {
 	}
 
 	ext.err = errors.New("timeout")
-	got = p.authorize(ctx, p.Rules(), devs, testService, "", requested)
+	got = p.authorize(ctx, p.Current(), devs, testService, "", requested)
 	if len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("a failing authorizer must grant nothing, the rules still work: got %v", got)
 	}
@@ -213,7 +213,7 @@ func TestAuthorizers(t *testing.T) {
 // could not revoke it. The policy's own users still do.
 func TestNoRefreshTokenForExternalUsers(t *testing.T) {
 	h := refreshHandler(t)
-	h.policy.authenticators = []namedAuthenticator{{&fakeSource{user: "dir-user", password: "dir-pw"}, "fake", "a"}}
+	h.policy.authenticators = []namedAuthenticator{{&fakeSource{user: "dir-user", password: "dir-pw"}, "fake"}}
 	w := get(t, h, "service="+testService+"&offline_token=true", basic("dir-user", "dir-pw"))
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -259,7 +259,7 @@ func TestLoginNamesWithColons(t *testing.T) {
 	src := &fakeSource{user: "bob:x", password: "y"}
 	p, _ := chainPolicy(t, src)
 	for _, name := range []string{"bob:x", "bob\x00", "bob\nx"} {
-		if _, err := p.login(context.Background(), p.Rules(), "", name, "y"); !errors.Is(err, ErrBadCredentials) {
+		if _, err := p.login(context.Background(), p.Current(), "", name, "y"); !errors.Is(err, ErrBadCredentials) {
 			t.Errorf("%q: got %v", name, err)
 		}
 	}
@@ -268,7 +268,7 @@ func TestLoginNamesWithColons(t *testing.T) {
 	}
 }
 
-func mustHash(t *testing.T, pw string) string {
+func mustHash(t testing.TB, pw string) string {
 	t.Helper()
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
 	if err != nil {
@@ -299,20 +299,20 @@ func TestStaticAndRulesModules(t *testing.T) {
 	p.authorizers = []namedAuthorizer{{rules, "rules"}}
 	ctx := context.Background()
 
-	id, err := p.login(ctx, p.Rules(), "", "breakglass", "glass-pw")
+	id, err := p.login(ctx, p.Current(), "", "breakglass", "glass-pw")
 	if err != nil || id.Name != "breakglass" {
 		t.Fatalf("breakglass after the directory: %+v, %v", id, err)
 	}
-	if _, err := p.login(ctx, p.Rules(), "", "breakglass", "wrong"); !errors.Is(err, ErrBadCredentials) {
+	if _, err := p.login(ctx, p.Current(), "", "breakglass", "wrong"); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("a wrong password: %v", err)
 	}
-	if _, err := p.login(ctx, p.Rules(), "", "alice", "other-pw"); !errors.Is(err, ErrBadCredentials) {
+	if _, err := p.login(ctx, p.Current(), "", "alice", "other-pw"); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("the policy's own alice decides before the module's: %v", err)
 	}
-	if _, err := p.login(ctx, p.Rules(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
+	if _, err := p.login(ctx, p.Current(), "", "nobody", "x"); !errors.Is(err, ErrBadCredentials) {
 		t.Fatalf("a name no source has: %v", err)
 	}
-	got := p.authorize(ctx, p.Rules(), id, testService, "", []token.Scope{
+	got := p.authorize(ctx, p.Current(), id, testService, "", []token.Scope{
 		{Type: "repository", Name: "prod/app", Actions: token.Every},
 		{Type: "repository", Name: "dev/app", Actions: token.Pull | token.Delete},
 	})

@@ -15,6 +15,9 @@ import (
 	"github.com/regauth/caddy-registry-auth/policy"
 )
 
+// All Caddyfile parsing lives here and in caddyfile_modules.go (the guest
+// modules' blocks), with the helpers every block shares.
+
 func init() {
 	httpcaddyfile.RegisterGlobalOption(AppName, parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("registry_auth_token", parseTokenDirective)
@@ -86,127 +89,38 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 
 // UnmarshalCaddyfile reads the block of a registry_auth global option.
 func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	seen := map[string]bool{}
-	once := func() error {
-		if seen[d.Val()] {
-			return d.Errf("duplicate subdirective %q", d.Val())
-		}
-		seen[d.Val()] = true
-		return nil
-	}
-	for d.NextBlock(0) {
-		switch sub := d.Val(); sub {
-		case "issuer":
-			if err := once(); err != nil {
-				return err
+	return block{name: "registry_auth", subs: map[string]subdirective{
+		"issuer":         once(func(d *caddyfile.Dispenser) error { return oneArg(d, &pc.Issuer) }),
+		"service":        once(func(d *caddyfile.Dispenser) error { return someArgs(d, &pc.Services) }),
+		"token_lifetime": once(func(d *caddyfile.Dispenser) error { return durationArg(d, &pc.TokenLifetime) }),
+		"credential_cache": once(func(d *caddyfile.Dispenser) error {
+			return durationOrOffArg(d, &pc.CredentialCacheTTL)
+		}),
+		"reload_interval": once(func(d *caddyfile.Dispenser) error {
+			return durationOrOffArg(d, &pc.ReloadInterval)
+		}),
+		"refresh_tokens": once(func(d *caddyfile.Dispenser) error {
+			pc.RefreshTokens = new(RefreshConfig)
+			err := durationOrOffArg(d, &pc.RefreshTokens.Lifetime)
+			if pc.RefreshTokens.Lifetime < 0 {
+				pc.RefreshTokens.Disabled, pc.RefreshTokens.Lifetime = true, 0
 			}
-			if !d.AllArgs(&pc.Issuer) {
-				return d.ArgErr()
-			}
-		case "service":
-			if err := once(); err != nil {
-				return err
-			}
-			pc.Services = d.RemainingArgs()
-			if len(pc.Services) == 0 {
-				return d.ArgErr()
-			}
-		case "token_lifetime":
-			if err := once(); err != nil {
-				return err
-			}
-			dur, _, err := durationArg(d, false)
-			if err != nil {
-				return err
-			}
-			pc.TokenLifetime = dur
-		case "credential_cache":
-			if err := once(); err != nil {
-				return err
-			}
-			dur, off, err := durationArg(d, true)
-			if err != nil {
-				return err
-			}
-			pc.CredentialCacheTTL = dur
-			if off {
-				pc.CredentialCacheTTL = -1
-			}
-		case "refresh_tokens":
-			if err := once(); err != nil {
-				return err
-			}
-			dur, off, err := durationArg(d, true)
-			if err != nil {
-				return err
-			}
-			pc.RefreshTokens = &RefreshConfig{Disabled: off, Lifetime: dur}
-		case "throttle":
-			if err := once(); err != nil {
-				return err
-			}
-			args := d.RemainingArgs()
-			switch {
-			case len(args) == 1 && args[0] == "off":
-				pc.Throttle = &ThrottleConfig{Failures: -1}
-			case len(args) == 1 || len(args) == 2:
-				n, err := strconv.Atoi(args[0])
-				if err != nil || n <= 0 {
-					return d.Errf("throttle: want a positive number of failures, got %q", args[0])
-				}
-				pc.Throttle = &ThrottleConfig{Failures: n}
-				if len(args) == 2 {
-					dur, err := caddy.ParseDuration(args[1])
-					if err != nil || dur <= 0 {
-						return d.Errf("throttle: want a positive window, got %q", args[1])
-					}
-					pc.Throttle.Window = caddy.Duration(dur)
-				}
-			default:
-				return d.Errf("want: throttle <failures> [<window>], or throttle off")
-			}
-		case "signer":
-			if err := once(); err != nil {
-				return err
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			return err
+		}),
+		"throttle": once(func(d *caddyfile.Dispenser) (err error) {
+			pc.Throttle, err = throttleArgs(d)
+			return err
+		}),
+		"signer": once(func(d *caddyfile.Dispenser) error {
 			pc.Signer = new(SignerConfig)
-			if err := pc.Signer.unmarshalCaddyfile(d); err != nil {
-				return err
-			}
-		case "user":
-			u, err := userLine(d)
-			if err != nil {
-				return err
-			}
-			pc.Users = append(pc.Users, u)
-		case "htpasswd":
-			var path string
-			if !d.AllArgs(&path) {
-				return d.ArgErr()
-			}
-			pc.HtpasswdFiles = append(pc.HtpasswdFiles, path)
-		case "group":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.Errf("want: group <name> <member...>")
-			}
-			if pc.Groups == nil {
-				pc.Groups = map[string][]string{}
-			}
-			if _, dup := pc.Groups[args[0]]; dup {
-				return d.Errf("group %q is defined twice", args[0])
-			}
-			pc.Groups[args[0]] = args[1:]
-		case "allow", "deny":
-			rule, err := ruleLine(d)
-			if err != nil {
-				return err
-			}
-			pc.Rules = append(pc.Rules, rule)
-		case "policy_file":
+			return pc.Signer.unmarshalCaddyfile(d)
+		}),
+		"user":     repeatable(func(d *caddyfile.Dispenser) error { return appendUser(d, &pc.Users) }),
+		"htpasswd": repeatable(func(d *caddyfile.Dispenser) error { return appendArg(d, &pc.HtpasswdFiles) }),
+		"group":    repeatable(func(d *caddyfile.Dispenser) error { return pc.groupLine(d) }),
+		"allow":    repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
+		"deny":     repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
+		"policy_file": repeatable(func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
 				return d.Errf("want: policy_file <path> [native|docker_auth|alauda]")
@@ -214,104 +128,67 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			f := PolicyFile{Path: args[0]}
 			if len(args) == 2 {
 				f.Format = args[1]
-				switch f.Format {
-				case FormatNative, FormatDockerAuth, FormatAlauda:
-				default:
-					return d.Errf("policy_file: unknown format %q (want native, docker_auth or alauda)", f.Format)
+				if err := checkFormat(f.Format); err != nil {
+					return d.Errf("policy_file: %v", err)
 				}
 			}
 			pc.Files = append(pc.Files, f)
-		case "reload_interval":
-			if err := once(); err != nil {
-				return err
-			}
-			dur, off, err := durationArg(d, true)
-			if err != nil {
-				return err
-			}
-			pc.ReloadInterval = dur
-			if off {
-				pc.ReloadInterval = -1
-			}
-		case "authenticator", "authorizer":
-			if !d.NextArg() {
-				return d.Errf("want: %s <module> [{...}]", sub)
-			}
-			name := d.Val()
-			unm, err := caddyfile.UnmarshalModule(d, "registry_auth."+sub+"s."+name)
-			if err != nil {
-				return err
-			}
-			raw := caddyconfig.JSONModuleObject(unm, sub, name, nil)
-			if sub == "authenticator" {
-				pc.AuthenticatorsRaw = append(pc.AuthenticatorsRaw, raw)
-			} else {
-				pc.AuthorizersRaw = append(pc.AuthorizersRaw, raw)
-			}
-		default:
-			return d.Errf("unknown registry_auth subdirective %q", sub)
-		}
+			return nil
+		}),
+		"authenticator": repeatable(func(d *caddyfile.Dispenser) error {
+			return appendGuest(d, "authenticator", &pc.AuthenticatorsRaw)
+		}),
+		"authorizer": repeatable(func(d *caddyfile.Dispenser) error {
+			return appendGuest(d, "authorizer", &pc.AuthorizersRaw)
+		}),
+	}}.parse(d)
+}
+
+// groupLine reads `group <name> <member...>`.
+func (pc *PolicyConfig) groupLine(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("want: group <name> <member...>")
 	}
+	if pc.Groups == nil {
+		pc.Groups = map[string][]string{}
+	}
+	if _, dup := pc.Groups[args[0]]; dup {
+		return d.Errf("group %q is defined twice", args[0])
+	}
+	pc.Groups[args[0]] = args[1:]
 	return nil
 }
 
-// userLine reads `user <name> <bcrypt-hash>` or `user <name> plaintext
-// <password>`.
-func userLine(d *caddyfile.Dispenser) (policy.User, error) {
+// throttleArgs reads `throttle <failures> [<window>]` or `throttle off`.
+func throttleArgs(d *caddyfile.Dispenser) (*ThrottleConfig, error) {
 	args := d.RemainingArgs()
 	switch {
-	case len(args) == 2:
-		return policy.User{Name: args[0], Password: args[1]}, nil
-	case len(args) == 3 && args[1] == "plaintext":
-		return policy.User{Name: args[0], Password: args[2], Plaintext: true}, nil
-	}
-	return policy.User{}, d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
-}
-
-// ruleLine reads an allow or deny line and checks the rule at once, so
-// that an error names the line.
-func ruleLine(d *caddyfile.Dispenser) (policy.Rule, error) {
-	effect := d.Val()
-	args := d.RemainingArgs()
-	if len(args) < 3 {
-		return policy.Rule{}, d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", effect)
-	}
-	rule := policy.Rule{
-		Effect:    effect,
-		Subjects:  strings.Split(args[0], ","),
-		Actions:   strings.Split(args[1], ","),
-		Resources: args[2:],
-	}
-	if _, err := policy.CompileRule(rule); err != nil {
-		return rule, d.Errf("%s: %v", effect, err)
-	}
-	return rule, nil
-}
-
-// durationArg reads a subdirective's one argument: a positive duration,
-// or, when allowed, "off".
-func durationArg(d *caddyfile.Dispenser, allowOff bool) (dur caddy.Duration, off bool, err error) {
-	sub := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return 0, false, d.ArgErr()
-	}
-	if allowOff && v == "off" {
-		return 0, true, nil
-	}
-	parsed, err := caddy.ParseDuration(v)
-	if err != nil || parsed <= 0 {
-		want := "a positive duration"
-		if allowOff {
-			want += " or off"
+	case len(args) == 1 && args[0] == "off":
+		return &ThrottleConfig{Failures: -1}, nil
+	case len(args) == 1 || len(args) == 2:
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n <= 0 {
+			return nil, d.Errf("throttle: want a positive number of failures, got %q", args[0])
 		}
-		return 0, false, d.Errf("%s: want %s, got %q", sub, want, v)
+		tc := &ThrottleConfig{Failures: n}
+		if len(args) == 2 {
+			dur, err := caddy.ParseDuration(args[1])
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("throttle: want a positive window, got %q", args[1])
+			}
+			tc.Window = caddy.Duration(dur)
+		}
+		return tc, nil
 	}
-	return caddy.Duration(parsed), false, nil
+	return nil, d.Errf("want: throttle <failures> [<window>], or throttle off")
 }
 
 func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	fields := map[string]*string{
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	return block{name: "signer", inner: true, subs: stringFields(map[string]*string{
 		"key_file":    &sc.KeyFile,
 		"cert_file":   &sc.CertFile,
 		"algorithm":   &sc.Algorithm,
@@ -319,22 +196,7 @@ func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"key_id":      &sc.KeyID,
 		"bundle_file": &sc.BundleFile,
 		"jwks_file":   &sc.JWKSFile,
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(1) {
-		dst, ok := fields[d.Val()]
-		if !ok {
-			return d.Errf("unknown signer subdirective %q", d.Val())
-		}
-		if seen[d.Val()] {
-			return d.Errf("duplicate signer subdirective %q", d.Val())
-		}
-		seen[d.Val()] = true
-		if !d.AllArgs(dst) {
-			return d.ArgErr()
-		}
-	}
-	return nil
+	})}.parse(d)
 }
 
 // parseTokenDirective parses the registry_auth_token directive:
@@ -351,23 +213,10 @@ func parseTokenDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, e
 // UnmarshalCaddyfile reads the registry_auth_token directive.
 func (h *TokenHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := noArgs(d); err != nil {
+		return err
 	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "policy":
-			if h.Policy != "" {
-				return d.Errf("duplicate subdirective \"policy\"")
-			}
-			if !d.AllArgs(&h.Policy) {
-				return d.ArgErr()
-			}
-		default:
-			return d.Errf("unknown registry_auth_token subdirective %q", d.Val())
-		}
-	}
-	return nil
+	return block{name: "registry_auth_token", subs: stringFields(map[string]*string{"policy": &h.Policy})}.parse(d)
 }
 
 // parseProxyDirective parses the registry_auth_proxy directive:
@@ -384,51 +233,207 @@ func (h *TokenHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func parseProxyDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	ph := new(ProxyHandler)
 	h.Next() // the directive name
-	if h.NextArg() {
-		return nil, h.ArgErr()
+	if err := noArgs(h.Dispenser); err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{}
-	for h.NextBlock(0) {
-		sub := h.Val()
-		if seen[sub] {
-			return nil, h.Errf("duplicate subdirective %q", sub)
+	subs := stringFields(map[string]*string{
+		"policy": &ph.Policy, "service": &ph.Service, "token_path": &ph.TokenPath, "realm": &ph.Realm,
+	})
+	subs["upstream"] = once(func(d *caddyfile.Dispenser) error {
+		// The block is reverse_proxy's own, parsed by reverse_proxy.
+		rp := new(reverseproxy.Handler)
+		if err := rp.UnmarshalCaddyfile(d.NewFromNextSegment()); err != nil {
+			return err
 		}
-		seen[sub] = true
-		var dst *string
-		switch sub {
-		case "policy":
-			dst = &ph.Policy
-		case "service":
-			dst = &ph.Service
-		case "token_path":
-			dst = &ph.TokenPath
-		case "realm":
-			dst = &ph.Realm
-		case "upstream":
-			// The block is reverse_proxy's own, parsed by reverse_proxy.
-			rp := new(reverseproxy.Handler)
-			if err := rp.UnmarshalCaddyfile(h.NewFromNextSegment()); err != nil {
-				return nil, err
-			}
-			if err := rp.FinalizeUnmarshalCaddyfile(h); err != nil {
-				return nil, err
-			}
-			if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
-				return nil, h.Errf("upstream: name the registry's address")
-			}
-			ph.Upstream = caddyconfig.JSON(rp, nil)
-			continue
-		default:
-			return nil, h.Errf("unknown registry_auth_proxy subdirective %q", sub)
+		if err := rp.FinalizeUnmarshalCaddyfile(h); err != nil {
+			return err
 		}
-		if !h.AllArgs(dst) {
-			return nil, h.ArgErr()
+		if len(rp.Upstreams) == 0 && rp.DynamicUpstreamsRaw == nil {
+			return d.Errf("upstream: name the registry's address")
 		}
+		ph.Upstream = caddyconfig.JSON(rp, nil)
+		return nil
+	})
+	if err := (block{name: "registry_auth_proxy", subs: subs}).parse(h.Dispenser); err != nil {
+		return nil, err
 	}
 	if ph.Upstream == nil {
 		return nil, h.Err("registry_auth_proxy needs an upstream (the registry's address)")
 	}
 	return ph, nil
+}
+
+// A block is the subdirectives a directive, option or module takes, each
+// read by its own function. Its parse refuses unknown subdirectives and
+// the second of one that may appear once, naming the line.
+type block struct {
+	name string // for messages: "registry_auth", "ldap authenticator"
+	// inner marks a block inside another's subdirective (signer {...}):
+	// its messages name it even for duplicates.
+	inner bool
+	subs  map[string]subdirective
+}
+
+// A subdirective reads its own arguments (and block, if any).
+type subdirective struct {
+	read       func(*caddyfile.Dispenser) error
+	repeatable bool
+}
+
+// once is a subdirective that may appear once in its block.
+func once(read func(*caddyfile.Dispenser) error) subdirective { return subdirective{read: read} }
+
+// repeatable is a subdirective that may appear any number of times.
+func repeatable(read func(*caddyfile.Dispenser) error) subdirective {
+	return subdirective{read: read, repeatable: true}
+}
+
+func (b block) parse(d *caddyfile.Dispenser) error {
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		sub, ok := b.subs[name]
+		switch {
+		case !ok:
+			return d.Errf("unknown %s subdirective %q", b.name, name)
+		case seen[name] && !sub.repeatable && b.inner:
+			return d.Errf("duplicate %s subdirective %q", b.name, name)
+		case seen[name] && !sub.repeatable:
+			return d.Errf("duplicate subdirective %q", name)
+		}
+		seen[name] = true
+		if err := sub.read(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stringFields are subdirectives that each set one string, once.
+func stringFields(fields map[string]*string) map[string]subdirective {
+	subs := make(map[string]subdirective, len(fields))
+	for name, dst := range fields {
+		subs[name] = once(func(d *caddyfile.Dispenser) error { return oneArg(d, dst) })
+	}
+	return subs
+}
+
+// noArgs refuses arguments where a block's opening line takes none.
+func noArgs(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// oneArg reads a subdirective's single argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.AllArgs(dst) {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// someArgs reads a subdirective's arguments, at least one.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	if *dst = d.RemainingArgs(); len(*dst) == 0 {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// appendArg reads a subdirective's single argument onto a list.
+func appendArg(d *caddyfile.Dispenser, list *[]string) error {
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	*list = append(*list, v)
+	return nil
+}
+
+// durationArg reads a subdirective's one argument, a positive duration.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	return readDuration(d, dst, false)
+}
+
+// durationOrOffArg reads a positive duration, or "off", which is -1: what
+// every duration field of this plugin takes to mean "never".
+func durationOrOffArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	return readDuration(d, dst, true)
+}
+
+func readDuration(d *caddyfile.Dispenser, dst *caddy.Duration, allowOff bool) error {
+	sub := d.Val()
+	var v string
+	if err := oneArg(d, &v); err != nil {
+		return err
+	}
+	if allowOff && v == "off" {
+		*dst = -1
+		return nil
+	}
+	parsed, err := caddy.ParseDuration(v)
+	if err != nil || parsed <= 0 {
+		want := "a positive duration"
+		if allowOff {
+			want += " or off"
+		}
+		return d.Errf("%s: want %s, got %q", sub, want, v)
+	}
+	*dst = caddy.Duration(parsed)
+	return nil
+}
+
+// appendUser reads `user <name> <bcrypt-hash>` or `user <name> plaintext
+// <password>`.
+func appendUser(d *caddyfile.Dispenser, users *[]policy.User) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 2:
+		*users = append(*users, policy.User{Name: args[0], Password: args[1]})
+	case len(args) == 3 && args[1] == "plaintext":
+		*users = append(*users, policy.User{Name: args[0], Password: args[2], Plaintext: true})
+	default:
+		return d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
+	}
+	return nil
+}
+
+// appendRule reads an allow or deny line and checks the rule at once, so
+// that an error names the line.
+func appendRule(d *caddyfile.Dispenser, rules *[]policy.Rule) error {
+	effect := d.Val()
+	args := d.RemainingArgs()
+	if len(args) < 3 {
+		return d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", effect)
+	}
+	rule := policy.Rule{
+		Effect:    effect,
+		Subjects:  strings.Split(args[0], ","),
+		Actions:   strings.Split(args[1], ","),
+		Resources: args[2:],
+	}
+	if err := policy.CheckRule(rule); err != nil {
+		return d.Errf("%s: %v", effect, err)
+	}
+	*rules = append(*rules, rule)
+	return nil
+}
+
+// appendGuest reads `authenticator <module> [{...}]` (or authorizer): the
+// module's own UnmarshalCaddyfile reads the block.
+func appendGuest(d *caddyfile.Dispenser, kind string, list *[]json.RawMessage) error {
+	if !d.NextArg() {
+		return d.Errf("want: %s <module> [{...}]", kind)
+	}
+	name := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, "registry_auth."+kind+"s."+name)
+	if err != nil {
+		return err
+	}
+	*list = append(*list, caddyconfig.JSONModuleObject(unm, kind, name, nil))
+	return nil
 }
 
 // Interface guards.

@@ -44,16 +44,13 @@ The same files can also be read directly: policy_file <path> docker_auth.`,
 
 // runConvert converts the file at path ("-": stdin) from format.
 func runConvert(format, path string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if format != FormatDockerAuth && format != FormatAlauda {
-		return fmt.Errorf("--from: want docker_auth or alauda, got %q", format)
+	if err := migrate.CheckFormat(format); err != nil {
+		return fmt.Errorf("--from: %v", err)
 	}
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(stdin, maxPolicyFileSize+1))
-		if err == nil && len(data) > maxPolicyFileSize {
-			err = fmt.Errorf("standard input: larger than %d bytes", maxPolicyFileSize)
-		}
+		data, err = readAllBounded(stdin, "standard input")
 	} else {
 		data, err = readBounded(path)
 	}

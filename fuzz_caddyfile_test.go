@@ -109,7 +109,7 @@ func checkAdaptedConfig(t *testing.T, text string, out []byte) {
 				t.Fatalf("policy %q is null\nCaddyfile:\n%s", name, text)
 			}
 			for i, r := range pc.Rules {
-				if _, err := policy.CompileRule(r); err != nil {
+				if err := policy.CheckRule(r); err != nil {
 					t.Fatalf("policy %q rule %d %+v does not compile: %v\nCaddyfile:\n%s", name, i, r, err, text)
 				}
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -35,8 +34,9 @@ const DefaultTokenPath = "/auth/token"
 // challenges it sends point at this same host. Requests outside /v2/ and
 // token_path go to the next handler.
 type ProxyHandler struct {
-	// Policy names the registry_auth policy to use. Default: "default".
-	Policy string `json:"policy,omitempty"`
+	// TokenHandler is the token endpoint served on token_path; its policy
+	// field names the registry_auth policy both use.
+	TokenHandler
 	// Service is the audience of the tokens the proxy mints and accepts,
 	// one of the policy's services. Default: the policy's first service.
 	Service string `json:"service,omitempty"`
@@ -50,16 +50,9 @@ type ProxyHandler struct {
 	// reaches the registry: every reverse_proxy feature applies.
 	Upstream json.RawMessage `json:"upstream,omitempty"`
 
-	policy  *Policy
 	service string
-	token   *TokenHandler
 	proxy   caddyhttp.MiddlewareHandler // the loaded reverse_proxy
-	minted  *mintCache
-	logger  *zap.Logger
 }
-
-// mintCacheSize bounds the tokens the proxy keeps for reuse.
-const mintCacheSize = 10000
 
 // CaddyModule returns the Caddy module information.
 func (ProxyHandler) CaddyModule() caddy.ModuleInfo {
@@ -70,27 +63,17 @@ func (ProxyHandler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision finds the policy and loads the reverse proxy.
-func (h *ProxyHandler) Provision(ctx caddy.Context) error {
-	// Decisions go to a logger of their own (see TokenHandler.Provision).
-	h.logger = ctx.Logger().Named("audit")
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
-	}
+func (h *ProxyHandler) Provision(ctx caddy.Context) (err error) {
 	if h.TokenPath == "" {
 		h.TokenPath = DefaultTokenPath
 	}
-	p, err := policyFromContext(ctx, h.Policy)
-	if err != nil {
+	if err = h.TokenHandler.Provision(ctx); err != nil {
 		return err
 	}
-	h.policy = p
-	svc, ok := p.Audience(h.Service)
-	if !ok {
-		return fmt.Errorf("service: %q is not one of policy %q's services %v", h.Service, p.Name, p.Services)
+	var ok bool
+	if h.service, ok = h.policy.Audience(h.Service); !ok {
+		return fmt.Errorf("service: %q is not one of policy %q's services %v", h.Service, h.policy.Name, h.policy.Services)
 	}
-	h.service = svc
-	h.token = &TokenHandler{Policy: h.Policy, policy: p, logger: h.logger}
-	h.minted = newMintCache(mintCacheSize)
 	if len(h.Upstream) == 0 {
 		return errors.New("upstream: the registry to proxy to is missing")
 	}
@@ -117,7 +100,7 @@ func (h *ProxyHandler) Validate() error {
 func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.Path
 	if path == h.TokenPath {
-		return h.token.ServeHTTP(w, r, next)
+		return h.TokenHandler.ServeHTTP(w, r, next)
 	}
 	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
 		return next.ServeHTTP(w, r)
@@ -177,10 +160,7 @@ func hasScheme(header, scheme string) bool {
 // serveBearer checks a token the client already holds. We verify it
 // ourselves: the registry behind may run without auth.
 func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, raw string) error {
-	claims, err := h.policy.Signer.Verify(raw, h.policy.Issuer, []string{h.service}, time.Now())
-	if err == nil && claims.Kind != "" {
-		err = errors.New("not an access token") // a refresh token: never a bearer
-	}
+	claims, err := h.policy.Signer.VerifyAccess(raw, h.policy.Issuer, []string{h.service}, time.Now())
 	if err != nil {
 		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "invalid token", "invalid_token", &route)
 	}
@@ -190,7 +170,7 @@ func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next 
 	if route.MountFrom != nil && !covers(claims.Access, *route.MountFrom) {
 		dropMount(r)
 	}
-	h.setUser(r, claims.Subject)
+	setUser(r, claims.Subject)
 	count(metrics.proxyRequests, "forwarded")
 	return h.proxy.ServeHTTP(w, r, next)
 }
@@ -213,17 +193,13 @@ func covers(access []token.Access, s token.Scope) bool {
 func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, auth []string) error {
 	user, password, hasCreds, err := token.ParseBasic(auth)
 	if err != nil {
-		status, msg := http.StatusBadRequest, err.Error()
-		if errors.Is(err, token.ErrNotBasic) {
-			status = http.StatusUnauthorized
-		}
-		return h.refuse(w, r, status, "UNAUTHORIZED", msg, "", &route)
+		return h.refuse(w, r, authorizationStatus(err), "UNAUTHORIZED", err.Error(), "", &route)
 	}
 	// One policy for the whole request, whatever reloads meanwhile.
-	rules := h.policy.Rules()
-	var id policy.Identity
+	snap := h.policy.Current()
+	var id Identity
 	if hasCreds {
-		if id, err = h.policy.login(r.Context(), rules, clientIP(r), user, password); err != nil {
+		if id, err = h.policy.login(r.Context(), snap, clientIP(r), user, password); err != nil {
 			status, code, _, msg, retry := loginRefusal(err)
 			if retry != "" {
 				w.Header().Set("Retry-After", retry)
@@ -241,7 +217,7 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 		if route.MountFrom != nil {
 			requested = append(requested, *route.MountFrom)
 		}
-		granted = h.policy.authorize(r.Context(), rules, id, h.service, clientIP(r), requested)
+		granted = h.policy.authorize(r.Context(), snap, id, h.service, clientIP(r), requested)
 		if len(granted) == 0 || granted[0] != route.Scope {
 			if id.Anonymous() {
 				return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", "", &route)
@@ -252,31 +228,14 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 			dropMount(r)
 		}
 	}
-	signed, err := h.mint(id.Name, granted)
+	signed, err := h.policy.mint(id.Name, h.service, granted, time.Now())
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
 	r.Header.Set("Authorization", "Bearer "+signed)
-	h.setUser(r, id.Name)
+	setUser(r, id.Name)
 	count(metrics.proxyRequests, "forwarded")
 	return h.proxy.ServeHTTP(w, r, next)
-}
-
-// mint returns a token for subject with exactly the granted access,
-// reusing a recent one for the same subject and grant.
-func (h *ProxyHandler) mint(subject string, granted []token.Scope) (string, error) {
-	key := subject + "\x00" + token.FormatScopes(granted)
-	now := time.Now()
-	if raw, ok := h.minted.get(key, now); ok {
-		return raw, nil
-	}
-	claims := token.NewClaims(h.policy.Issuer, subject, h.service, h.policy.Lifetime, now, token.AccessClaim(granted))
-	raw, err := h.policy.Signer.Sign(claims)
-	if err != nil {
-		return "", err
-	}
-	h.minted.put(key, raw, time.Unix(claims.IssuedAt, 0), h.policy.Lifetime)
-	return raw, nil
 }
 
 // dropMount turns a cross-repository mount the caller may not read from
@@ -286,12 +245,6 @@ func dropMount(r *http.Request) {
 	q.Del("mount")
 	q.Del("from")
 	r.URL.RawQuery = q.Encode()
-}
-
-func (h *ProxyHandler) setUser(r *http.Request, name string) {
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok && name != "" {
-		repl.Set("http.auth.user.id", name)
-	}
 }
 
 // refuse answers as the registry would: its JSON error body and version

@@ -15,7 +15,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
 
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -58,13 +57,10 @@ func newTestProxy(t *testing.T) *proxyFixture {
 	up := &fakeUpstream{}
 	return &proxyFixture{
 		h: &ProxyHandler{
-			TokenPath: DefaultTokenPath,
-			policy:    th.policy,
-			service:   testService,
-			token:     th,
-			proxy:     up,
-			minted:    newMintCache(100),
-			logger:    zap.NewNop(),
+			TokenHandler: *th,
+			TokenPath:    DefaultTokenPath,
+			service:      testService,
+			proxy:        up,
 		},
 		up: up,
 	}
@@ -188,7 +184,7 @@ func TestProxyServesTokenEndpoint(t *testing.T) {
 	if f.nextCalls != 0 || f.up.calls != 0 {
 		t.Fatalf("token request passed on: next %d, upstream %d", f.nextCalls, f.up.calls)
 	}
-	c := grantOf(t, f.h.token, w)
+	c := grantOf(t, &f.h.TokenHandler, w)
 	if got := accessString(c); got != "repository:lib/x:pull" || c.Subject != "alice" {
 		t.Fatalf("sub %q access %q", c.Subject, got)
 	}
@@ -657,7 +653,7 @@ func TestProxyRealm(t *testing.T) {
 		defer func() { f.h.TokenPath = DefaultTokenPath }()
 		f.refused(t, f.do(t, http.MethodGet, "/v2/"), http.StatusUnauthorized, "UNAUTHORIZED",
 			`Bearer realm="http://example.com/token",service="registry.test"`)
-		grantOf(t, f.h.token, f.do(t, http.MethodGet, "/token?service=registry.test"))
+		grantOf(t, &f.h.TokenHandler, f.do(t, http.MethodGet, "/token?service=registry.test"))
 	})
 	t.Run("an override", func(t *testing.T) {
 		f.h.Realm = "https://auth.example.net/token"
@@ -712,19 +708,29 @@ func TestProxyReusesMintedTokens(t *testing.T) {
 		t.Fatal("a different grant reused another grant's token")
 	}
 
-	c := newMintCache(2)
+	p := f.h.policy
+	p.minted = newMintCache(2)
 	now := time.Now()
-	c.put("k", "tok", now, time.Minute)
-	if _, ok := c.get("k", now.Add(29*time.Second)); !ok {
+	half := p.Lifetime / 2
+	mint := func(subject string, at time.Time) string {
+		t.Helper()
+		raw, err := p.mint(subject, testService, nil, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	tok := mint("k", now)
+	if mint("k", now.Add(half-time.Second)) != tok {
 		t.Fatal("not reused within the first half of its life")
 	}
-	if _, ok := c.get("k", now.Add(30*time.Second)); ok {
+	if mint("k", now.Add(half)) == tok {
 		t.Fatal("reused past half of its life")
 	}
 	for _, k := range []string{"a", "b", "c", "d"} {
-		c.put(k, k, now, time.Minute)
+		mint(k, now)
 	}
-	if len(c.entries) > 2 {
-		t.Fatalf("%d entries, bound 2", len(c.entries))
+	if p.minted.Len() > 2 {
+		t.Fatalf("%d entries, bound 2", p.minted.Len())
 	}
 }

@@ -3,10 +3,7 @@ package registryauth
 import (
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -17,6 +14,10 @@ import (
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
+
+func init() {
+	caddy.RegisterModule(TokenHandler{})
+}
 
 // TokenHandler is the token endpoint of the distribution token-auth
 // protocol (http.handlers.registry_auth_token). A client that a registry
@@ -34,10 +35,6 @@ type TokenHandler struct {
 	logger *zap.Logger
 }
 
-// maxFormBytes bounds a POST body: a form with the maximum number of
-// scopes fits easily.
-const maxFormBytes = 64 << 10
-
 // CaddyModule returns the Caddy module information.
 func (TokenHandler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -47,47 +44,9 @@ func (TokenHandler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision finds the policy in the registry_auth app.
-func (h *TokenHandler) Provision(ctx caddy.Context) error {
-	// Decisions go to a logger of their own, so operators can route the
-	// audit trail: log { include http.handlers.registry_auth_token.audit }
-	h.logger = ctx.Logger().Named("audit")
-	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
-		return err
-	}
-	p, err := policyFromContext(ctx, h.Policy)
-	if err != nil {
-		return err
-	}
-	h.policy = p
-	return nil
-}
-
-// tokenRequest is a token request once parsed, GET or POST alike.
-type tokenRequest struct {
-	oauth    bool // POST form: answer in OAuth2 terms
-	service  string
-	scopes   []string
-	user     string
-	password string
-	hasCreds bool
-	// offline asks for a refresh token along with the access token.
-	offline bool
-	// refresh is a refresh token presented instead of a password.
-	refresh string
-}
-
-// requestError is a request we refuse, with the status and codes to say so.
-type requestError struct {
-	status int
-	code   string // distribution error code
-	oauth  string // OAuth2 error code, for POST
-	msg    string
-}
-
-func (e *requestError) Error() string { return e.msg }
-
-func badRequest(oauth, format string, args ...any) *requestError {
-	return &requestError{http.StatusBadRequest, "BAD_REQUEST", oauth, fmt.Sprintf(format, args...)}
+func (h *TokenHandler) Provision(ctx caddy.Context) (err error) {
+	h.policy, h.logger, err = provisionHandler(ctx, h.Policy)
+	return err
 }
 
 // ServeHTTP answers token requests and the public key documents.
@@ -112,11 +71,11 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		req, rerr = parsePostRequest(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		rerr = &requestError{http.StatusMethodNotAllowed, "UNSUPPORTED", "invalid_request", "the token endpoint answers GET and POST"}
+		rerr = &requestError{status: http.StatusMethodNotAllowed, code: "UNSUPPORTED", oauth: "invalid_request", msg: "the token endpoint answers GET and POST"}
 	}
 	if rerr != nil {
-		h.log(r, req, "", nil, nil, "bad_request", rerr.msg)
-		return h.writeError(w, req, rerr)
+		// Whatever its status, a request we could not read is logged as such.
+		return h.refuse(w, r, req, decision{}, rerr, "bad_request", rerr.msg)
 	}
 	return h.issue(w, r, req)
 }
@@ -134,66 +93,43 @@ func (h *TokenHandler) servePublic(w http.ResponseWriter, r *http.Request, conte
 	return nil
 }
 
+// decision is what the token endpoint settled on for a request, for the
+// answer and the log.
+type decision struct {
+	service   string
+	requested []token.Scope
+	granted   []token.Scope
+}
+
 // issue authenticates, authorizes and answers with a token.
 func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenRequest) error {
 	p := h.policy
-	audience, ok := p.Audience(req.service)
-	if !ok {
+	var d decision
+	var ok bool
+	if d.service, ok = p.Audience(req.service); !ok {
 		rerr := badRequest("invalid_request", "unknown service %q", req.service)
-		h.log(r, req, "", nil, nil, "bad_request", rerr.msg)
-		return h.writeError(w, req, rerr)
+		return h.refuse(w, r, req, d, rerr, "bad_request", rerr.msg)
 	}
-	requested, err := token.ParseScopes(req.scopes)
-	if err != nil {
+	var err error
+	if d.requested, err = token.ParseScopes(req.scopes); err != nil {
 		rerr := badRequest("invalid_scope", "%v", err)
-		h.log(r, req, audience, nil, nil, "bad_request", rerr.msg)
-		return h.writeError(w, req, rerr)
+		return h.refuse(w, r, req, decision{service: d.service}, rerr, "bad_request", rerr.msg)
 	}
 
 	// One policy for the whole request, whatever reloads meanwhile.
-	rules := p.Rules()
-	var id policy.Identity
+	snap := p.Current()
 	now := time.Now()
-	if req.refresh != "" && p.refreshLifetime == 0 && req.oauth {
-		// So that containerd falls back to GET with the password.
-		rerr := badRequest("unsupported_grant_type", "refresh tokens are turned off")
-		h.log(r, req, audience, requested, nil, "bad_request", rerr.msg)
-		return h.writeError(w, req, rerr)
+	id, rerr, reason := h.identify(r, req, snap, d.service, now)
+	if rerr != nil {
+		return h.refuse(w, r, req, d, rerr, refusalOutcome(rerr.status), reason)
 	}
-	if req.refresh != "" {
-		if id, err = p.refreshIdentity(rules, req.refresh, audience, now); err != nil {
-			if errors.Is(err, errRevocationsUnavailable) {
-				h.log(r, req, audience, requested, nil, "busy", err.Error())
-				w.Header().Set("Retry-After", "5")
-				return h.writeError(w, req, &requestError{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", errRevocationsUnavailable.Error()})
-			}
-			h.log(r, req, audience, requested, nil, "unauthorized", err.Error())
-			return h.writeError(w, req, &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error()})
-		}
-		req.user = id.Name
-	} else if req.hasCreds {
-		if id, err = p.login(r.Context(), rules, clientIP(r), req.user, req.password); err != nil {
-			status, code, oauth, msg, retry := loginRefusal(err)
-			if retry != "" {
-				w.Header().Set("Retry-After", retry)
-			}
-			h.log(r, req, audience, requested, nil, outcomeOf(status), "")
-			return h.writeError(w, req, &requestError{status, code, oauth, msg})
-		}
-	}
-	if !id.Anonymous() {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.auth.user.id", id.Name)
-		}
-	}
-
-	granted := p.authorize(r.Context(), rules, id, audience, clientIP(r), requested)
-	claims := token.NewClaims(p.Issuer, id.Name, audience, p.Lifetime, now, token.AccessClaim(granted))
-	signed, err := p.Signer.Sign(claims)
+	setUser(r, id.Name)
+	d.granted = p.authorize(r.Context(), snap, id, d.service, clientIP(r), d.requested)
+	signed, claims, err := p.sign(id.Name, d.service, d.granted, now)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
-	h.log(r, req, audience, requested, granted, outcome(requested, granted), "")
+	h.log(r, req, d, grantOutcome(d.requested, d.granted), "")
 
 	resp := tokenResponse{
 		Token:       signed,
@@ -202,22 +138,58 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		IssuedAt:    time.Unix(claims.IssuedAt, 0).UTC().Format(time.RFC3339),
 	}
 	if req.oauth {
-		resp.Scope = token.FormatScopes(granted)
+		resp.Scope = token.FormatScopes(d.granted)
 	}
-	switch {
-	case req.refresh != "":
-		// The same one back: Docker stores the first and never a new one.
-		resp.RefreshToken = req.refresh
-	case req.offline && p.refreshLifetime > 0 && rules.Knows(id.Name):
-		// Only the policy's own users: a password changed in a directory
-		// or an HTTP service cannot be seen here, so it could not revoke
-		// the refresh token. Others keep logging in with their password.
-		if resp.RefreshToken, err = p.issueRefresh(rules, id.Name, audience, now); err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing refresh token: %v", err))
-		}
+	if resp.RefreshToken, err = h.refreshToken(req, snap, id, d.service, now); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing refresh token: %v", err))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, resp)
+}
+
+// identify says who the request is from: the user of a refresh token, of
+// credentials, or anonymous. A refusal comes with the reason to log.
+func (h *TokenHandler) identify(r *http.Request, req *tokenRequest, snap *policy.Compiled, service string, now time.Time) (Identity, *requestError, string) {
+	p := h.policy
+	switch {
+	case req.refresh != "" && p.refreshLifetime == 0 && req.oauth:
+		// So that containerd falls back to GET with the password.
+		rerr := badRequest("unsupported_grant_type", "refresh tokens are turned off")
+		return Identity{}, rerr, rerr.msg
+	case req.refresh != "":
+		id, err := p.refreshIdentity(snap, req.refresh, service, now)
+		switch {
+		case errors.Is(err, errRevocationsUnavailable):
+			return id, &requestError{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable", errRevocationsUnavailable.Error(), "5"}, err.Error()
+		case err != nil:
+			return id, &requestError{status: http.StatusUnauthorized, code: "UNAUTHORIZED", oauth: "invalid_grant", msg: err.Error()}, err.Error()
+		}
+		req.user = id.Name
+		return id, nil, ""
+	case req.hasCreds:
+		id, err := p.login(r.Context(), snap, clientIP(r), req.user, req.password)
+		if err != nil {
+			status, code, oauth, msg, retry := loginRefusal(err)
+			return id, &requestError{status, code, oauth, msg, retry}, ""
+		}
+		return id, nil, ""
+	}
+	return Identity{}, nil, ""
+}
+
+// refreshToken is the refresh token the answer carries, if any.
+func (h *TokenHandler) refreshToken(req *tokenRequest, snap *policy.Compiled, id Identity, service string, now time.Time) (string, error) {
+	switch {
+	case req.refresh != "":
+		// The same one back: Docker stores the first and never a new one.
+		return req.refresh, nil
+	case req.offline && h.policy.refreshLifetime > 0 && snap.Users().Knows(id.Name):
+		// Only the policy's own users: a password changed in a directory
+		// or an HTTP service cannot be seen here, so it could not revoke
+		// the refresh token. Others keep logging in with their password.
+		return h.policy.issueRefresh(snap, id.Name, service, now)
+	}
+	return "", nil
 }
 
 // tokenResponse carries the token under both names: Docker's GET path
@@ -232,18 +204,23 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
-// outcomeOf names a refused login for the log.
-func outcomeOf(status int) string {
+// refusalOutcome names a refused login or refresh token for the log and
+// metrics.
+func refusalOutcome(status int) string {
 	switch status {
 	case http.StatusTooManyRequests:
 		return "throttled"
 	case http.StatusServiceUnavailable:
 		return "busy"
+	case http.StatusUnauthorized:
+		return "unauthorized"
 	}
-	return "unauthorized"
+	return "bad_request"
 }
 
-func outcome(requested, granted []token.Scope) string {
+// grantOutcome names a granted token request by how much of the request
+// it got.
+func grantOutcome(requested, granted []token.Scope) string {
 	switch {
 	case len(granted) == 0 && len(requested) > 0:
 		return "denied"
@@ -258,125 +235,16 @@ func outcome(requested, granted []token.Scope) string {
 	return "granted"
 }
 
-// parseGetRequest reads the spec's GET form: credentials in a Basic
-// header, parameters in the query.
-func parseGetRequest(r *http.Request) (*tokenRequest, *requestError) {
-	req := &tokenRequest{}
-	user, password, ok, err := token.ParseBasic(r.Header.Values("Authorization"))
-	if err != nil {
-		return req, authorizationError(err)
-	}
-	req.user, req.password, req.hasCreds = user, password, ok
-	if ok && user == "" && password != "" {
-		// containerd's GET fallback carries a refresh token this way.
-		req.refresh, req.password, req.hasCreds = password, "", false
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return req, badRequest("invalid_request", "malformed query: %v", err)
-	}
-	if req.service, err = single(q, "service"); err != nil {
-		return req, badRequest("invalid_request", "%v", err)
-	}
-	account, err := single(q, "account")
-	if err != nil {
-		return req, badRequest("invalid_request", "%v", err)
-	}
-	// account is not in the spec; Docker sends the login name. A different
-	// name is never honoured.
-	if account != "" && req.hasCreds && account != req.user {
-		return req, badRequest("invalid_request", "account %q differs from the user name of the credentials", account)
-	}
-	offline, err := single(q, "offline_token")
-	if err != nil {
-		return req, badRequest("invalid_request", "%v", err)
-	}
-	req.offline = offline == "true"
-	req.scopes = q["scope"]
-	return req, nil
-}
-
-func authorizationError(err error) *requestError {
-	if errors.Is(err, token.ErrNotBasic) {
-		return &requestError{http.StatusUnauthorized, "UNAUTHORIZED", "invalid_client", err.Error()}
-	}
-	return badRequest("invalid_request", "%v", err)
-}
-
-// parsePostRequest reads the OAuth2 form of the token endpoint: the
-// password grant. Refresh tokens are not issued, so their grant is
-// refused in a way that makes containerd fall back to GET.
-func parsePostRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *requestError) {
-	req := &tokenRequest{oauth: true}
-	if len(r.Header.Values("Authorization")) > 1 {
-		return req, badRequest("invalid_request", "%v", token.ErrMalformedAuthorization)
-	}
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mediaType != "application/x-www-form-urlencoded" {
-		return req, badRequest("invalid_request", "the body must be application/x-www-form-urlencoded")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, &requestError{http.StatusRequestEntityTooLarge, "SIZE_INVALID", "invalid_request", fmt.Sprintf("the form is larger than %d bytes", maxFormBytes)}
-		}
-		return req, badRequest("invalid_request", "reading the form: %v", err)
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return req, badRequest("invalid_request", "malformed form: %v", err)
-	}
-	var grant, accessType string
-	fields := map[string]*string{
-		"grant_type":    &grant,
-		"service":       &req.service,
-		"username":      &req.user,
-		"password":      &req.password,
-		"refresh_token": &req.refresh,
-		"access_type":   &accessType,
-	}
-	for name, dst := range fields {
-		if *dst, err = single(form, name); err != nil {
-			return req, badRequest("invalid_request", "%v", err)
-		}
-	}
-	switch grant {
-	case "password":
-		if req.user == "" {
-			return req, badRequest("invalid_request", "username is missing")
-		}
-		req.hasCreds, req.refresh, req.offline = true, "", accessType == "offline"
-	case "refresh_token":
-		if req.refresh == "" {
-			return req, badRequest("invalid_request", "refresh_token is missing")
-		}
-		req.user, req.password = "", ""
-	case "":
-		return req, badRequest("invalid_request", "grant_type is missing")
-	default:
-		return req, badRequest("unsupported_grant_type", "grant_type %q is not supported", grant)
-	}
-	req.scopes = form["scope"]
-	return req, nil
-}
-
-// single returns the one value of a parameter that may appear at most once.
-func single(v url.Values, name string) (string, error) {
-	switch vals := v[name]; len(vals) {
-	case 0:
-		return "", nil
-	case 1:
-		return vals[0], nil
-	}
-	return "", fmt.Errorf("%s is given more than once", name)
-}
-
-// writeError answers in the registry's error format, with the OAuth2
-// fields too for POST, and a Basic challenge on 401.
-func (h *TokenHandler) writeError(w http.ResponseWriter, req *tokenRequest, e *requestError) error {
+// refuse logs a refused request and answers in the registry's error
+// format, with the OAuth2 fields too for POST, a Basic challenge on 401
+// and Retry-After where the client should try again.
+func (h *TokenHandler) refuse(w http.ResponseWriter, r *http.Request, req *tokenRequest, d decision, e *requestError, outcome, reason string) error {
+	h.log(r, req, d, outcome, reason)
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+quote(h.policy.Issuer))
+	}
+	if e.retryAfter != "" {
+		w.Header().Set("Retry-After", e.retryAfter)
 	}
 	body := errorBody{Errors: []errorEntry{{Code: e.code, Message: e.msg}}}
 	if req != nil && req.oauth {
@@ -387,20 +255,20 @@ func (h *TokenHandler) writeError(w http.ResponseWriter, req *tokenRequest, e *r
 
 // log writes the one line a decision gets. It names the user, never a
 // password or token.
-func (h *TokenHandler) log(r *http.Request, req *tokenRequest, service string, requested, granted []token.Scope, outcome, reason string) {
+func (h *TokenHandler) log(r *http.Request, req *tokenRequest, d decision, outcome, reason string) {
 	fields := []zap.Field{
 		zap.String("outcome", outcome),
 		zap.String("client_ip", clientIP(r)),
-		zap.String("service", service),
+		zap.String("service", d.service),
 	}
 	if req != nil {
 		fields = append(fields, zap.String("user", truncate(req.user, 128)))
 	}
-	if requested != nil {
-		fields = append(fields, zap.String("requested", token.FormatScopes(requested)))
+	if d.requested != nil {
+		fields = append(fields, zap.String("requested", token.FormatScopes(d.requested)))
 	}
 	if outcome == "granted" || outcome == "partial" || outcome == "denied" {
-		fields = append(fields, zap.String("granted", token.FormatScopes(granted)))
+		fields = append(fields, zap.String("granted", token.FormatScopes(d.granted)))
 	}
 	if reason != "" {
 		fields = append(fields, zap.String("reason", reason))

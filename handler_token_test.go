@@ -43,7 +43,7 @@ func newTestHandler(t *testing.T) *TokenHandler {
 			{Effect: "allow", Subjects: []string{"user:admin"}, Actions: []string{"*"}, Resources: []string{"**", "registry:catalog"}},
 			{Effect: "allow", Subjects: []string{"anonymous"}, Actions: []string{"pull"}, Resources: []string{"public/**"}},
 		},
-	}, policy.WithCredentialCache(policy.NewCredentialCache(time.Minute, 100)))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +55,9 @@ func newTestHandler(t *testing.T) *TokenHandler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Policy{Name: "default", Issuer: "test-issuer", Services: []string{testService, "other.test"}, Lifetime: 5 * time.Minute, Signer: signer, logger: zap.NewNop()}
-	p.rules.Store(rules)
+	p := &Policy{Name: "default", Issuer: "test-issuer", Services: []string{testService, "other.test"}, Lifetime: 5 * time.Minute, Signer: signer, logger: zap.NewNop(),
+		cache: policy.NewCredentialCache(time.Minute, 100), minted: newMintCache(100)}
+	p.current.Store(rules)
 	return &TokenHandler{policy: p, logger: zap.NewNop()}
 }
 

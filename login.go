@@ -12,7 +12,50 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/regauth/caddy-registry-auth/policy"
+	"github.com/regauth/caddy-registry-auth/token"
 )
+
+// Identity is who a request is from: a user name ("" for anonymous) and
+// the groups that "group:" rules match.
+type Identity = policy.Identity
+
+// Authenticator is a source of users besides a policy's own (its users,
+// htpasswd files and policy files): a directory, an HTTP service, or a
+// module of your own in the registry_auth.authenticators namespace.
+//
+// A policy asks its own users first and then its authenticators in order.
+// The first source that knows a user decides for that user: a wrong
+// password there fails the login even if a later source has the same name,
+// and a source that cannot answer fails it too. Nothing is ever allowed
+// because a source was down.
+type Authenticator interface {
+	// Authenticate checks a user name and password and returns the user's
+	// identity (its Name must be name; its Groups feed "group:" rules),
+	// or one of:
+	//   - ErrUnknownUser: this source has no such user; the next is asked;
+	//   - ErrBadCredentials: the user exists and the password is wrong;
+	//   - any other error: the source could not answer; the login fails
+	//     and the error is logged (never shown to the client).
+	// It must return by ctx's deadline.
+	Authenticate(ctx context.Context, name, password string) (Identity, error)
+}
+
+// Errors an Authenticator returns.
+var (
+	ErrUnknownUser    = policy.ErrUnknownUser
+	ErrBadCredentials = policy.ErrBadCredentials
+)
+
+// Bounds on the groups a source may give one user. A source that gives
+// more fails the login: dropping some could drop one a deny rule names.
+const (
+	MaxGroups      = 1024
+	MaxGroupLength = 1024
+)
+
+// errSourceDown: an authenticator could not answer, so the login is refused
+// (503: the client may retry; nothing is counted against the user).
+var errSourceDown = errors.New("the user directory cannot be reached, try again shortly")
 
 // errThrottled: the client IP or user name is locked after failed logins.
 type errThrottled struct{ wait time.Duration }
@@ -25,50 +68,53 @@ func (e errThrottled) retryAfter() string {
 	return strconv.Itoa(int(math.Ceil(e.wait.Seconds())))
 }
 
-// login checks credentials for both handlers against rules, the policy as
-// the request found it: a remembered success at once; otherwise, unless
-// the IP or name is locked, one password check whose outcome the throttle
-// counts.
-func (p *Policy) login(ctx context.Context, rules *policy.Policy, ip, user, password string) (policy.Identity, error) {
-	if !loginName(user) {
+// namedAuthenticator is a source of users with the name logs give it.
+type namedAuthenticator struct {
+	Authenticator
+	name string
+}
+
+// userSet makes compiled users a source of users: a policy's own, always
+// asked first, and the static authenticator's.
+type userSet struct{ *policy.Users }
+
+// Authenticate runs exactly one bcrypt compare, whoever the name is.
+func (u userSet) Authenticate(_ context.Context, name, password string) (Identity, error) {
+	if err := u.Check(name, password); err != nil {
+		return Identity{}, err
+	}
+	return Identity{Name: name}, nil
+}
+
+// login decides who presents these credentials, for both handlers, against
+// snap, the policy as the request found it. In this order:
+//  1. a name no source could hold fails at once;
+//  2. a success the credential cache remembers passes at once;
+//  3. the throttle may refuse (429) before any password is checked;
+//  4. the sources are asked in order (see askSources), and the throttle
+//     and the metrics count the outcome.
+func (p *Policy) login(ctx context.Context, snap *policy.Compiled, ip, user, password string) (Identity, error) {
+	if token.CheckUserName(user) != nil {
 		// No source could hold such a name, and an HTTP service would
 		// split "alice:x" at the colon: never ask anyone.
 		count(metrics.logins, "failed")
-		return policy.Identity{}, policy.ErrBadCredentials
+		return Identity{}, ErrBadCredentials
 	}
-	remembered, ok := p.remembered(rules, user, password)
-	if p.cache != nil && ok {
-		count(metrics.cacheLookups, "hit")
-	} else if p.cache != nil {
-		count(metrics.cacheLookups, "miss")
-	}
-	if ok {
+	key, own := p.credentialKey(snap, user, password)
+	if id, ok := p.recall(snap, key, user); ok {
 		count(metrics.logins, "cached")
-		if p.throttle != nil {
-			p.throttle.trust(ip, user, time.Now())
-		}
-		return remembered, nil
+		p.throttle.trust(ip, user, time.Now())
+		return id, nil
 	}
-	done := func(ok, failed bool) {}
-	if p.throttle != nil {
-		var wait time.Duration
-		if done, wait = p.throttle.admit(ip, user, time.Now()); wait > 0 {
-			count(metrics.logins, "throttled")
-			return policy.Identity{}, errThrottled{wait}
-		}
+	done, wait := p.throttle.admit(ip, user, time.Now())
+	if wait > 0 {
+		count(metrics.logins, "throttled")
+		return Identity{}, errThrottled{wait}
 	}
 	start := time.Now()
-	id, err := p.authenticate(ctx, rules, user, password)
-	done(err == nil, errors.Is(err, policy.ErrBadCredentials))
-	result := "ok"
-	switch {
-	case errors.Is(err, policy.ErrBusy):
-		result = "busy"
-	case errors.Is(err, errSourceDown):
-		result = "unavailable"
-	case err != nil:
-		result = "failed"
-	}
+	id, err := p.check(ctx, snap, key, own, user, password)
+	done(err == nil, errors.Is(err, ErrBadCredentials))
+	result := loginResult(err)
 	count(metrics.logins, result)
 	if metrics.loginSeconds != nil {
 		metrics.loginSeconds.WithLabelValues(result).Observe(time.Since(start).Seconds())
@@ -76,47 +122,71 @@ func (p *Policy) login(ctx context.Context, rules *policy.Policy, ip, user, pass
 	return id, err
 }
 
-// loginName reports whether name could be a user's: Basic credentials
-// cannot carry a ':' in it, and no control character belongs in one.
-func loginName(name string) bool {
-	for _, c := range name {
-		if c == ':' || c < 0x20 || c == 0x7f {
-			return false
-		}
+// credentialKey binds a login's cache entry to what would check it: the
+// user's current password when the user is one of the policy's own, else
+// the configuration of the authenticators that would be asked. A changed
+// password or configuration never finds an old entry.
+func (p *Policy) credentialKey(snap *policy.Compiled, user, password string) (key policy.CacheKey, own bool) {
+	binding, own := snap.Users().Binding(user)
+	if p.cache == nil {
+		return key, own
 	}
-	return true
+	if !own {
+		binding = p.sourcesBinding
+	}
+	return p.cache.Key(user, password, binding), own
 }
 
-// remembered finds a recent success of these credentials in the credential
-// cache, from the policy's own users or from an authenticator.
-func (p *Policy) remembered(rules *policy.Policy, user, password string) (policy.Identity, bool) {
-	if id, ok := rules.Remembered(user, password); ok || rules.Knows(user) || p.cache == nil {
-		return id, ok
+// recall is the one credential-cache lookup of a login.
+func (p *Policy) recall(snap *policy.Compiled, key policy.CacheKey, user string) (Identity, bool) {
+	if p.cache == nil {
+		return Identity{}, false
 	}
-	for _, a := range p.authenticators {
-		if groups, ok := p.cache.LookupExternal(a.source, user, password); ok {
-			return rules.WithGroups(policy.Identity{Name: user, Groups: groups}), true
-		}
+	groups, ok := p.cache.Recall(key, time.Now())
+	if !ok {
+		count(metrics.cacheLookups, "miss")
+		return Identity{}, false
 	}
-	return policy.Identity{}, false
+	count(metrics.cacheLookups, "hit")
+	return snap.WithGroups(Identity{Name: user, Groups: groups}), true
 }
 
-// authenticate asks the policy's own users, then each authenticator in
-// order, until one knows the user. The own users are always checked with
-// bcrypt, against a dummy hash when the name is not theirs, so that a
-// name's time does not tell which source has it.
-func (p *Policy) authenticate(ctx context.Context, rules *policy.Policy, user, password string) (policy.Identity, error) {
-	id, err := rules.Authenticate(user, password)
-	if !errors.Is(err, policy.ErrBadCredentials) || rules.Knows(user) {
+// check asks the sources and remembers a success, for as long as own (a
+// user of the policy, whose new password the key would see) allows.
+// Identical checks under way at once share one question to the sources.
+func (p *Policy) check(ctx context.Context, snap *policy.Compiled, key policy.CacheKey, own bool, user, password string) (Identity, error) {
+	if p.cache == nil {
+		id, err := p.askSources(ctx, snap, user, password)
+		return snap.WithGroups(id), err
+	}
+	shared, err, _ := p.flight.Do(string(key[:]), func() (any, error) {
+		// Not bound to the first asker's request: the others share it.
+		id, err := p.askSources(context.WithoutCancel(ctx), snap, user, password)
+		if err == nil {
+			p.cache.Remember(key, id.Groups, own, time.Now())
+		}
 		return id, err
+	})
+	if err != nil {
+		return Identity{}, err
 	}
-	for _, a := range p.authenticators {
+	return snap.WithGroups(shared.(Identity)), nil
+}
+
+// askSources asks the policy's own users, then each authenticator in
+// order, until one knows the user. The own users are always asked, with
+// one bcrypt compare against a dummy hash when the name is not theirs, so
+// that a name's time does not tell which source has it. The identity is
+// the source's, without the policy's groups.
+func (p *Policy) askSources(ctx context.Context, snap *policy.Compiled, user, password string) (Identity, error) {
+	sources := append([]namedAuthenticator{{userSet{snap.Users()}, "policy"}}, p.authenticators...)
+	for _, a := range sources {
 		id, err := a.Authenticate(ctx, user, password)
 		switch {
 		case errors.Is(err, ErrUnknownUser):
 			continue
-		case errors.Is(err, policy.ErrBadCredentials):
-			return policy.Identity{}, err
+		case errors.Is(err, ErrBadCredentials), errors.Is(err, policy.ErrBusy):
+			return Identity{}, err
 		case err == nil && id.Name != user:
 			err = fmt.Errorf("answered for user %q", id.Name)
 		case err == nil:
@@ -124,14 +194,11 @@ func (p *Policy) authenticate(ctx context.Context, rules *policy.Policy, user, p
 		}
 		if err != nil {
 			p.logger.Error("authenticator failed; login refused", zap.String("policy", p.Name), zap.String("authenticator", a.name), zap.Error(err))
-			return policy.Identity{}, errSourceDown
+			return Identity{}, errSourceDown
 		}
-		if p.cache != nil {
-			p.cache.RememberExternal(a.source, user, password, id.Groups)
-		}
-		return rules.WithGroups(id), nil
+		return id, nil
 	}
-	return policy.Identity{}, policy.ErrBadCredentials
+	return Identity{}, ErrBadCredentials
 }
 
 // checkGroups bounds what a source may add to the credential cache.
@@ -145,6 +212,19 @@ func checkGroups(groups []string) error {
 		}
 	}
 	return nil
+}
+
+// loginResult names a login's outcome for the metrics.
+func loginResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, policy.ErrBusy):
+		return "busy"
+	case errors.Is(err, errSourceDown):
+		return "unavailable"
+	}
+	return "failed"
 }
 
 // loginRefusal is how a failed login is answered: status, registry error

@@ -37,9 +37,18 @@ type PolicyFile struct {
 // Policy file formats.
 const (
 	FormatNative     = "native"
-	FormatDockerAuth = "docker_auth"
-	FormatAlauda     = "alauda"
+	FormatDockerAuth = migrate.DockerAuth
+	FormatAlauda     = migrate.Alauda
 )
+
+// checkFormat refuses a policy file format this plugin cannot read: its
+// own, or one that migrate converts.
+func checkFormat(format string) error {
+	if format == "" || format == FormatNative || migrate.CheckFormat(format) == nil {
+		return nil
+	}
+	return fmt.Errorf("unknown format %q (want %s, %s or %s)", format, FormatNative, FormatDockerAuth, FormatAlauda)
+}
 
 // How often policy and htpasswd files are checked for changes.
 const (
@@ -50,12 +59,44 @@ const (
 // maxPolicyFileSize bounds what one policy file may hold.
 const maxPolicyFileSize = 16 << 20
 
-// policySource makes a policy's compiled rules from its configuration and
-// its files, at load and again whenever the files change.
+// policySource makes a policy's compiled users, groups and rules from its
+// configuration and its files, at load and again whenever the files
+// change.
 type policySource struct {
 	base  policy.Config // the policy's own, placeholders expanded
 	files []PolicyFile
-	opts  []policy.Option
+}
+
+// newPolicySource expands the placeholders of a policy's users and file
+// paths and checks the files' formats.
+func newPolicySource(pc *PolicyConfig) (*policySource, error) {
+	s := &policySource{base: expandUsers(pc.Config), files: make([]PolicyFile, len(pc.Files))}
+	for i, f := range pc.Files {
+		f.Path = expand(f.Path)
+		if f.Path == "" {
+			return nil, fmt.Errorf("files[%d]: path: empty", i)
+		}
+		if err := checkFormat(f.Format); err != nil {
+			return nil, fmt.Errorf("files[%d]: format: %v", i, err)
+		}
+		s.files[i] = f
+	}
+	return s, nil
+}
+
+// reloadEvery is how often the policy's files are checked: 0 when there
+// are none or checking is off.
+func (pc *PolicyConfig) reloadEvery(watched bool) (time.Duration, error) {
+	every := time.Duration(pc.ReloadInterval)
+	switch {
+	case !watched || every < 0:
+		return 0, nil
+	case every == 0:
+		return DefaultReloadInterval, nil
+	case every < MinReloadInterval:
+		return 0, fmt.Errorf("reload_interval: %s is less than %s", every, MinReloadInterval)
+	}
+	return every, nil
 }
 
 // read reads every file the policy depends on: the policy files, and the
@@ -140,12 +181,12 @@ func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warn
 }
 
 // compile reads the files and compiles the whole policy.
-func (s *policySource) compile() (*policy.Policy, [sha256.Size]byte, []string, error) {
+func (s *policySource) compile() (*policy.Compiled, [sha256.Size]byte, []string, error) {
 	cfg, digest, warnings, err := s.read()
 	if err != nil {
 		return nil, digest, nil, err
 	}
-	p, more, err := policy.Compile(cfg, s.opts...)
+	p, more, err := policy.Compile(cfg)
 	return p, digest, append(warnings, more...), err
 }
 
@@ -189,9 +230,15 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPolicyFileSize+1))
+	return readAllBounded(f, path)
+}
+
+// readAllBounded reads what a policy file may hold from r, named name in
+// the error.
+func readAllBounded(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxPolicyFileSize+1))
 	if err == nil && len(data) > maxPolicyFileSize {
-		err = fmt.Errorf("%s: larger than %d bytes", path, maxPolicyFileSize)
+		err = fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFileSize)
 	}
 	return data, err
 }
@@ -210,10 +257,8 @@ func parsePolicyFile(format string, data []byte) (policy.Config, []string, error
 			return cfg, nil, fmt.Errorf("not a policy file: data after the JSON object")
 		}
 		return cfg, nil, nil
-	case FormatDockerAuth, FormatAlauda:
-		return migrate.Convert(format, data)
 	}
-	return policy.Config{}, nil, fmt.Errorf("unknown format %q (want native, docker_auth or alauda)", format)
+	return migrate.Convert(format, data)
 }
 
 // watch reloads the policy whenever its files change, until stop is
@@ -243,7 +288,7 @@ func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha25
 		if digest == last || digest == failed {
 			continue
 		}
-		rules, more, err := policy.Compile(cfg, p.source.opts...)
+		compiled, more, err := policy.Compile(cfg)
 		if err != nil {
 			failed = digest
 			p.reloadFailed(err)
@@ -253,7 +298,7 @@ func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha25
 		for _, w := range append(warnings, more...) {
 			p.logger.Warn(w, zap.String("policy", p.Name))
 		}
-		p.rules.Store(rules)
+		p.current.Store(compiled)
 		count(metrics.reloads, "ok")
 		p.logger.Info("policy files reloaded", zap.String("policy", p.Name))
 	}

@@ -82,7 +82,7 @@ func watchedPolicy(t *testing.T, base policy.Config, files ...PolicyFile) (*Poli
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.rules.Store(rules)
+	p.current.Store(rules)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { p.watch(stop, 10*time.Millisecond, digest); close(done) }()
@@ -106,7 +106,7 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 	vol := &kubeVolume{t: t, dir: dir}
 	vol.update(map[string]string{"team-a.json": usersFile(t, "amy", "stay"), "team-b.json": usersFile(t, "ben")})
 	p, logs := watchedPolicy(t, policy.Config{}, PolicyFile{Path: dir})
-	if !p.Rules().Knows("amy") || !p.Rules().Knows("ben") || !p.Rules().Knows("stay") {
+	if !p.Current().Users().Knows("amy") || !p.Current().Users().Knows("ben") || !p.Current().Users().Knows("stay") {
 		t.Fatal("both keys of the volume are read")
 	}
 
@@ -125,7 +125,7 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 				default:
 				}
 				logins.Add(1)
-				if _, err := p.login(context.Background(), p.Rules(), "", "stay", "stay-pw"); err != nil {
+				if _, err := p.login(context.Background(), p.Current(), "", "stay", "stay-pw"); err != nil {
 					failures.Add(1)
 				}
 			}
@@ -133,7 +133,7 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 	}
 	for gen := range 5 {
 		vol.update(map[string]string{"team-a.json": usersFile(t, "amy", "stay", fmt.Sprintf("new%d", gen)), "team-b.json": usersFile(t, "ben")})
-		eventually(t, fmt.Sprintf("new%d can log in", gen), func() bool { return p.Rules().Knows(fmt.Sprintf("new%d", gen)) })
+		eventually(t, fmt.Sprintf("new%d can log in", gen), func() bool { return p.Current().Users().Knows(fmt.Sprintf("new%d", gen)) })
 	}
 	close(stop)
 	wg.Wait()
@@ -143,11 +143,11 @@ func TestPolicyFilesKubernetesSecretSwap(t *testing.T) {
 	if n := logs.FilterMessage("policy files reloaded").Len(); n < 5 {
 		t.Fatalf("%d reloads logged, want 5", n)
 	}
-	id, err := p.login(context.Background(), p.Rules(), "", "new4", "new4-pw")
+	id, err := p.login(context.Background(), p.Current(), "", "new4", "new4-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.authorize(context.Background(), p.Rules(), id, testService, "", []token.Scope{{Type: "repository", Name: "new4/app", Actions: token.Pull}}); len(got) != 1 {
+	if got := p.authorize(context.Background(), p.Current(), id, testService, "", []token.Scope{{Type: "repository", Name: "new4/app", Actions: token.Pull}}); len(got) != 1 {
 		t.Fatalf("the new user's rule: got %v", got)
 	}
 }
@@ -164,7 +164,7 @@ func TestPolicyFileAtomicReplaceAndBrokenFile(t *testing.T) {
 	p, logs := watchedPolicy(t, policy.Config{}, PolicyFile{Path: path})
 
 	replace(usersFile(t, "amy", "ben"))
-	eventually(t, "ben is added", func() bool { return p.Rules().Knows("ben") })
+	eventually(t, "ben is added", func() bool { return p.Current().Users().Knows("ben") })
 
 	// A broken file: logged once, and the policy in force stays.
 	replace(`{"users": [{"name": "carl", "password": "not-a-hash"}]}`)
@@ -175,7 +175,7 @@ func TestPolicyFileAtomicReplaceAndBrokenFile(t *testing.T) {
 	if n := logs.FilterMessage("policy files not reloaded; the previous policy stays in force").Len(); n != 1 {
 		t.Fatalf("the same failure was logged %d times", n)
 	}
-	if !p.Rules().Knows("ben") || p.Rules().Knows("carl") {
+	if !p.Current().Users().Knows("ben") || p.Current().Users().Knows("carl") {
 		t.Fatal("the previous policy must stay in force")
 	}
 	entry := logs.FilterMessage("policy files not reloaded; the previous policy stays in force").All()[0]
@@ -192,11 +192,11 @@ func TestPolicyFileAtomicReplaceAndBrokenFile(t *testing.T) {
 	eventually(t, "the missing file is logged", func() bool {
 		return logs.FilterMessage("policy files not reloaded; the previous policy stays in force").Len() == 3
 	})
-	if !p.Rules().Knows("ben") {
+	if !p.Current().Users().Knows("ben") {
 		t.Fatal("the previous policy must stay in force")
 	}
 	replace(usersFile(t, "carl"))
-	eventually(t, "the fixed file is loaded", func() bool { return p.Rules().Knows("carl") && !p.Rules().Knows("ben") })
+	eventually(t, "the fixed file is loaded", func() bool { return p.Current().Users().Knows("carl") && !p.Current().Users().Knows("ben") })
 }
 
 // A name defined in two files of a directory names both.
@@ -220,8 +220,8 @@ func TestHtpasswdFileReload(t *testing.T) {
 	must(t, os.WriteFile(path, []byte(line("amy")), 0o600))
 	p, _ := watchedPolicy(t, policy.Config{HtpasswdFiles: []string{path}})
 	must(t, os.WriteFile(path, []byte(line("amy")+line("ben")), 0o600))
-	eventually(t, "ben from htpasswd", func() bool { return p.Rules().Knows("ben") })
-	if _, err := p.login(context.Background(), p.Rules(), "", "ben", "ben-pw"); err != nil {
+	eventually(t, "ben from htpasswd", func() bool { return p.Current().Users().Knows("ben") })
+	if _, err := p.login(context.Background(), p.Current(), "", "ben", "ben-pw"); err != nil {
 		t.Fatal(err)
 	}
 }

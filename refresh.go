@@ -24,6 +24,21 @@ type RefreshConfig struct {
 // DefaultRefreshLifetime is how long a refresh token is valid by default.
 const DefaultRefreshLifetime = 90 * 24 * time.Hour
 
+// lifetime is how long refresh tokens live; 0 when they are off.
+func (rc *RefreshConfig) lifetime() (time.Duration, error) {
+	switch {
+	case rc == nil:
+		return DefaultRefreshLifetime, nil
+	case rc.Disabled:
+		return 0, nil
+	case rc.Lifetime < 0:
+		return 0, fmt.Errorf("refresh_tokens.lifetime: negative")
+	case rc.Lifetime > 0:
+		return time.Duration(rc.Lifetime), nil
+	}
+	return DefaultRefreshLifetime, nil
+}
+
 // errRevocationsUnavailable: the revocations could not be read, so a
 // refresh token cannot be accepted now (503: the client should retry).
 var errRevocationsUnavailable = errors.New("refresh tokens cannot be checked right now, try again shortly")
@@ -34,8 +49,8 @@ var errRefreshRefused = errors.New("the refresh token is not valid")
 
 // issueRefresh makes a refresh token for subject at service: bound to
 // both, carrying no access, and to the user's current password.
-func (p *Policy) issueRefresh(rules *policy.Policy, subject, service string, now time.Time) (string, error) {
-	fp, ok := rules.Fingerprint(subject, p.Signer.Secret())
+func (p *Policy) issueRefresh(snap *policy.Compiled, subject, service string, now time.Time) (string, error) {
+	fp, ok := snap.Users().Fingerprint(subject, p.Signer.Secret())
 	if !ok {
 		return "", errRefreshRefused
 	}
@@ -47,30 +62,27 @@ func (p *Policy) issueRefresh(rules *policy.Policy, subject, service string, now
 // refreshIdentity checks a refresh token presented for service and
 // returns its user as the policy knows them now: a deleted user, a new
 // password or a revocation after the token was issued refuses it.
-func (p *Policy) refreshIdentity(rules *policy.Policy, raw, service string, now time.Time) (policy.Identity, error) {
+func (p *Policy) refreshIdentity(snap *policy.Compiled, raw, service string, now time.Time) (Identity, error) {
 	if p.refreshLifetime == 0 {
-		return policy.Identity{}, errRefreshRefused
+		return Identity{}, errRefreshRefused
 	}
-	c, err := p.Signer.Verify(raw, p.Issuer, []string{token.RefreshAudience(service)}, now)
-	if err != nil || c.Kind != token.KindRefresh || c.Subject == "" {
-		return policy.Identity{}, errRefreshRefused
+	c, err := p.Signer.VerifyRefresh(raw, p.Issuer, service, now)
+	if err != nil {
+		return Identity{}, errRefreshRefused
 	}
-	fp, ok := rules.Fingerprint(c.Subject, p.Signer.Secret())
+	fp, ok := snap.Users().Fingerprint(c.Subject, p.Signer.Secret())
 	if !ok || fp != c.Fingerprint {
-		return policy.Identity{}, errRefreshRefused
+		return Identity{}, errRefreshRefused
 	}
-	id, ok := rules.User(c.Subject)
-	if !ok {
-		return policy.Identity{}, errRefreshRefused
-	}
+	id, _ := snap.User(c.Subject)
 	if p.storage != nil {
 		rev, err := loadRevocations(context.Background(), p.storage, p.Name)
 		if err != nil {
 			// Never accept what may be revoked; the detail is for the log.
-			return policy.Identity{}, fmt.Errorf("%w: %v", errRevocationsUnavailable, err)
+			return Identity{}, fmt.Errorf("%w: %v", errRevocationsUnavailable, err)
 		}
 		if rev.revoked(c.Subject, time.Unix(c.IssuedAt, 0)) {
-			return policy.Identity{}, errRefreshRefused
+			return Identity{}, errRefreshRefused
 		}
 	}
 	return id, nil

@@ -112,11 +112,11 @@ func TestRefreshTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h2.policy.rules.Store(rules)
+		h2.policy.current.Store(rules)
 		wantError(t, post(t, h2, url.Values{"grant_type": {"refresh_token"}, "service": {testService}, "refresh_token": {rt}}), http.StatusUnauthorized, "UNAUTHORIZED")
 		// A deleted user too.
 		rules, _, _ = policy.Compile(policy.Config{Users: []policy.User{{Name: "bob", Password: string(newHash)}}})
-		h2.policy.rules.Store(rules)
+		h2.policy.current.Store(rules)
 		wantError(t, post(t, h2, url.Values{"grant_type": {"refresh_token"}, "service": {testService}, "refresh_token": {rt}}), http.StatusUnauthorized, "UNAUTHORIZED")
 	})
 	t.Run("the proxy refuses it as a bearer token", func(t *testing.T) {

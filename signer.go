@@ -50,6 +50,19 @@ type SignerConfig struct {
 // that every registry verifies.
 const defaultAlgorithm = "ES256"
 
+// provision returns the signer of the policy called name, and the
+// configuration with its placeholders expanded, which says where the
+// public keys are written. A nil sc is the default: a generated key.
+func (sc *SignerConfig) provision(ctx caddy.Context, name string) (*token.Signer, SignerConfig, error) {
+	var c SignerConfig
+	if sc != nil {
+		c = *sc
+	}
+	c.KeyFile, c.CertFile = expand(c.KeyFile), expand(c.CertFile)
+	s, err := c.load(ctx, name)
+	return s, c, err
+}
+
 // load returns the signer for the policy called name.
 func (sc *SignerConfig) load(ctx caddy.Context, name string) (*token.Signer, error) {
 	key, chain, err := sc.loadKey(ctx, name)
@@ -83,23 +96,26 @@ func (sc *SignerConfig) loadKey(ctx caddy.Context, name string) (crypto.Signer, 
 }
 
 func readKeyPair(keyFile, certFile string) (crypto.Signer, []*x509.Certificate, error) {
-	keyPEM, err := os.ReadFile(keyFile)
+	key, err := readPEMFile("key_file", keyFile, token.ParsePrivateKeyPEM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("key_file: %v", err)
+		return nil, nil, err
 	}
-	key, err := token.ParsePrivateKeyPEM(keyPEM)
+	chain, err := readPEMFile("cert_file", certFile, token.ParseCertificatesPEM)
+	return key, chain, err
+}
+
+// readPEMFile reads and parses the PEM file a configuration field names.
+func readPEMFile[T any](field, path string, parse func([]byte) (T, error)) (T, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("key_file %s: %v", keyFile, err)
+		var zero T
+		return zero, fmt.Errorf("%s: %v", field, err)
 	}
-	certPEM, err := os.ReadFile(certFile)
+	v, err := parse(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cert_file: %v", err)
+		return v, fmt.Errorf("%s %s: %v", field, path, err)
 	}
-	chain, err := token.ParseCertificatesPEM(certPEM)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cert_file %s: %v", certFile, err)
-	}
-	return key, chain, nil
+	return v, nil
 }
 
 // loadOrGenerate keeps a generated key in Caddy's storage. The storage lock

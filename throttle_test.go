@@ -7,7 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/regauth/caddy-registry-auth/internal/expiring"
 )
+
+// liveRecord is the live failures record of key in a throttle table.
+func liveRecord(table *expiring.Map[string, *failures], key string) *failures {
+	f, _ := table.Get(key, time.Now())
+	return f
+}
 
 // fail runs n admitted attempts that fail.
 func fail(t *testing.T, th *throttle, ip, user string, n int, now time.Time) {
@@ -31,15 +39,15 @@ func TestThrottleLocksGrowing(t *testing.T) {
 	if _, w := th.admit("1.2.3.4", "bob", now); w < 900*time.Millisecond || w > 1100*time.Millisecond {
 		t.Fatalf("address lock after the 3rd failure %s, want about 1s", w)
 	}
-	th.users[userKey("alice")].lockedUntil = time.Time{} // pretend the lock ran out
-	th.ips[addressKey("1.2.3.4")].lockedUntil = time.Time{}
+	liveRecord(th.users, userKey("alice")).lockedUntil = time.Time{} // pretend the lock ran out
+	liveRecord(th.ips, addressKey("1.2.3.4")).lockedUntil = time.Time{}
 	fail(t, th, "1.2.3.4", "alice", 1, now)
 	if _, w := th.admit("9.9.9.9", "alice", now); w < 1900*time.Millisecond {
 		t.Fatalf("lock after the 4th failure %s, want about 2s (doubling)", w)
 	}
 	for i := 0; i < 20; i++ {
-		th.users[userKey("alice")].lockedUntil = time.Time{}
-		th.ips[addressKey("1.2.3.4")].lockedUntil = time.Time{}
+		liveRecord(th.users, userKey("alice")).lockedUntil = time.Time{}
+		liveRecord(th.ips, addressKey("1.2.3.4")).lockedUntil = time.Time{}
 		fail(t, th, "1.2.3.4", "alice", 1, now)
 	}
 	if _, w := th.admit("9.9.9.9", "alice", now); w > time.Minute+100*time.Millisecond || w < 59*time.Second {
@@ -86,13 +94,11 @@ func TestThrottleKeysAreBoundedAndGrouped(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		fail(t, th, "10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256), long+strconv.Itoa(i), 1, now)
 	}
-	if len(th.ips) > 50 || len(th.users) > 50 {
-		t.Fatalf("tables hold %d and %d keys, bound 50", len(th.ips), len(th.users))
+	if th.ips.Len() > 50 || th.users.Len() > 50 {
+		t.Fatalf("tables hold %d and %d keys, bound 50", th.ips.Len(), th.users.Len())
 	}
-	for k := range th.users {
-		if len(k) > 16 {
-			t.Fatalf("a user key of %d bytes", len(k))
-		}
+	if k := userKey(long + "1"); len(k) > 16 {
+		t.Fatalf("a user key of %d bytes", len(k))
 	}
 	if addressKey("2001:db8:1:2:aaaa::1") != addressKey("2001:db8:1:2:bbbb::2") || addressKey("2001:db8:1:3::1") == addressKey("2001:db8:1:2::1") {
 		t.Fatal("IPv6 addresses are not grouped by /64")
@@ -113,13 +119,13 @@ func TestTokenHandlerThrottles(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		wantError(t, get(t, h, svc, basic("alice", "guess"+strconv.Itoa(i))), http.StatusUnauthorized, "UNAUTHORIZED")
 	}
-	before := h.policy.Rules().Compares()
+	before := h.policy.Current().Users().Compares()
 	w := get(t, h, svc, basic("alice", "another-guess"))
 	wantError(t, w, http.StatusTooManyRequests, "TOOMANYREQUESTS")
 	if w.Header().Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", w.Header().Get("Retry-After"))
 	}
-	if h.policy.Rules().Compares() != before {
+	if h.policy.Current().Users().Compares() != before {
 		t.Fatal("a throttled guess still ran bcrypt")
 	}
 	grantOf(t, h, get(t, h, svc, basic("alice", "alice-pw")))
@@ -131,14 +137,14 @@ func TestThrottleRefusalsAddNothing(t *testing.T) {
 	th := newThrottle(2, time.Minute, 100)
 	now := time.Now()
 	fail(t, th, "6.6.6.6", "x", 2, now) // the address is locked
-	users := len(th.users)
+	users := th.users.Len()
 	for i := 0; i < 50; i++ {
 		if _, w := th.admit("6.6.6.6", "user"+strconv.Itoa(i), now); w == 0 {
 			t.Fatal("a locked address was admitted")
 		}
 	}
-	if len(th.users) != users {
-		t.Fatalf("refused attempts added %d user entries", len(th.users)-users)
+	if th.users.Len() != users {
+		t.Fatalf("refused attempts added %d user entries", th.users.Len()-users)
 	}
 	var dones []func(bool, bool)
 	for i := 0; i < 20; i++ {
@@ -158,15 +164,15 @@ func TestThrottleRefusalsAddNothing(t *testing.T) {
 func TestCachedLoginRenewsTrust(t *testing.T) {
 	h := newTestHandler(t)
 	h.policy.throttle = newThrottle(2, time.Minute, 100)
-	if _, err := h.policy.login(context.Background(), h.policy.Rules(), "10.0.0.1", "alice", "alice-pw"); err != nil {
+	if _, err := h.policy.login(context.Background(), h.policy.Current(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
 	key := userKey("alice") + addressKey("10.0.0.1")
-	h.policy.throttle.trusted[key] = time.Now().Add(time.Second) // nearly lapsed
-	if _, err := h.policy.login(context.Background(), h.policy.Rules(), "10.0.0.1", "alice", "alice-pw"); err != nil {
+	h.policy.throttle.trusted.Put(key, struct{}{}, time.Now().Add(time.Second), time.Now()) // nearly lapsed
+	if _, err := h.policy.login(context.Background(), h.policy.Current(), "10.0.0.1", "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
-	if until := h.policy.throttle.trusted[key]; time.Until(until) < 30*time.Second {
-		t.Fatalf("a cached login did not renew the trust (until %s)", until)
+	if _, ok := h.policy.throttle.trusted.Get(key, time.Now().Add(30*time.Second)); !ok {
+		t.Fatal("a cached login did not renew the trust")
 	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -49,10 +50,11 @@ func BenchmarkLDAPLogin(b *testing.B) {
 	}
 	b.Run("credential-cache-hit", func(b *testing.B) {
 		cache := policy.NewCredentialCache(registryauth.DefaultCredentialCacheTTL, 10000)
-		cache.RememberExternal("ldap", "ldev", ldapNames.pw["ldev"], []string{"devs"})
+		binding := []byte("authenticators\x00ldap")
+		cache.Remember(cache.Key("ldev", ldapNames.pw["ldev"], binding), []string{"devs"}, false, time.Now())
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, ok := cache.LookupExternal("ldap", "ldev", ldapNames.pw["ldev"]); !ok {
+				if _, ok := cache.Recall(cache.Key("ldev", ldapNames.pw["ldev"], binding), time.Now()); !ok {
 					b.Error("miss")
 					return
 				}

@@ -54,8 +54,8 @@ func convertAlauda(data []byte) (policy.Config, []warning, error) {
 		if key == alaudaAnonymous {
 			subjects = anonymousSubjects(&n, where, users, f.Auths)
 		} else {
-			if why := badUserName(key); why != "" {
-				n.info("%s: skipped: %s", where, why)
+			if err := token.CheckUserName(key); err != nil {
+				n.info("%s: skipped: %v", where, err)
 				continue
 			}
 			if _, ok := f.Users[key]; !ok {
@@ -90,15 +90,15 @@ func alaudaUsers(n *notes, in map[string]string) ([]policy.User, error) {
 	hashed := false
 	for _, name := range names {
 		pw, where := in[name], fmt.Sprintf("users[%q]", name)
-		if why := badUserName(name); why != "" {
-			n.info("%s: skipped: %s", where, why)
+		if err := token.CheckUserName(name); err != nil {
+			n.info("%s: skipped: %v", where, err)
 			continue
 		}
 		switch {
 		case pw == "":
 			return nil, fmt.Errorf("%s: empty password (alauda lets this user in with an empty password); set one", where)
-		case isBcrypt(pw):
-			if err := checkHash(pw); err != nil {
+		case policy.IsBcrypt(pw):
+			if _, err := policy.CheckHash(pw); err != nil {
 				return nil, fmt.Errorf("%s: %v", where, err)
 			}
 			out = append(out, policy.User{Name: name, Password: pw})

@@ -191,8 +191,8 @@ func (c *daConv) users(in map[string]*daUser) ([]policy.User, error) {
 			c.anonymousUser(where, u)
 			continue
 		}
-		if why := badUserName(name); why != "" {
-			c.info("%s: skipped: %s", where, why)
+		if err := token.CheckUserName(name); err != nil {
+			c.info("%s: skipped: %v", where, err)
 			continue
 		}
 		if strings.Contains(name, "/") {
@@ -211,7 +211,7 @@ func (c *daConv) users(in map[string]*daUser) ([]policy.User, error) {
 		if *u.Password == "" {
 			return nil, fmt.Errorf("%s: empty password; give the user a bcrypt hash", where)
 		}
-		if err := checkHash(*u.Password); err != nil {
+		if _, err := policy.CheckHash(*u.Password); err != nil {
 			return nil, fmt.Errorf("%s.password: %v", where, err)
 		}
 		out = append(out, policy.User{Name: name, Password: *u.Password})
@@ -439,7 +439,7 @@ func (c *daConv) userGlob(p daParsed) (string, bool) {
 			continue
 		}
 		for j := 0; j < len(comp); j++ {
-			if !nameChar(comp[j]) && comp[j] != '*' {
+			if !token.NameChar(comp[j]) && comp[j] != '*' {
 				return "", false
 			}
 		}
@@ -859,18 +859,8 @@ func namePrefix(p string) (prefix string, ok bool) {
 		}
 		return b.String(), true
 	}
-	toks, err := parseGlob(p)
-	if err != nil {
-		return "", false
-	}
-	var b strings.Builder
-	for _, t := range toks {
-		if t.kind != 'c' {
-			break
-		}
-		b.WriteRune(t.r)
-	}
-	return b.String(), true
+	prefix, _, err := globPrefix(p)
+	return prefix, err == nil
 }
 
 // subjSet is who a translated entry applies to.

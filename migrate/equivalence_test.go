@@ -208,7 +208,7 @@ func bitsOf(actions []string) token.Actions {
 
 // compareOnGrid checks ours against the reference for every identity and
 // request of the grid: never more, and the same when exact.
-func compareOnGrid(t *testing.T, label string, p *policy.Policy, users []string, exact bool, ref func(user string, req refRequest) []string) (checked int) {
+func compareOnGrid(t *testing.T, label string, p *policy.Compiled, users []string, exact bool, ref func(user string, req refRequest) []string) (checked int) {
 	t.Helper()
 	var reqs []refRequest
 	for _, n := range gridNames {
@@ -224,7 +224,7 @@ func compareOnGrid(t *testing.T, label string, p *policy.Policy, users []string,
 				t.Fatalf("test bug: scope for %+v: %v %v", req, scopes, err)
 			}
 			var ours token.Actions
-			for _, g := range p.Authorize(policy.Identity{Name: user}, scopes) {
+			for _, g := range p.Rules().Authorize(policy.Identity{Name: user}, scopes) {
 				ours |= g.Actions
 			}
 			theirs := bitsOf(ref(user, req))

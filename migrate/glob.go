@@ -191,7 +191,7 @@ func globResources(toks []globTok) (allow, deny string, slash bool) {
 	for i, t := range toks {
 		switch t.kind {
 		case 'c':
-			if t.r >= utf8.RuneSelf || !nameChar(byte(t.r)) {
+			if t.r >= utf8.RuneSelf || !token.NameChar(byte(t.r)) {
 				return "", "", false
 			}
 			q := regexp.QuoteMeta(string(t.r))
@@ -228,28 +228,27 @@ func globResources(toks []globTok) (allow, deny string, slash bool) {
 // regexpPrefix marks a resource as a regular expression.
 const regexpPrefix = "regexp:"
 
-// nameChar reports whether c can appear in a valid repository name
-// (including a registry host and port), which is also what our globs take
-// literally. Only valid names are ever matched against rules.
-func nameChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '.' || c == '_' || c == '-' || c == '/' || c == ':'
-}
-
 // literalGlob returns the one string a glob matches, if it has no wildcard.
 func literalGlob(p string) (string, bool) {
+	prefix, literal, err := globPrefix(p)
+	return prefix, err == nil && literal
+}
+
+// globPrefix returns the literal characters a glob starts with, and
+// whether they are the whole glob.
+func globPrefix(p string) (prefix string, literal bool, err error) {
 	toks, err := parseGlob(p)
 	if err != nil {
-		return "", false
+		return "", false, err
 	}
 	var b strings.Builder
 	for _, t := range toks {
 		if t.kind != 'c' {
-			return "", false
+			return b.String(), false, nil
 		}
 		b.WriteRune(t.r)
 	}
-	return b.String(), true
+	return b.String(), true, nil
 }
 
 // wholeAnchored reports whether a regular expression can only match a
@@ -308,7 +307,7 @@ func daName(p string) (nameRes, error) {
 // itself, or "" for a name that is not a valid repository name's.
 func literalResource(name string) string {
 	for i := 0; i < len(name); i++ {
-		if !nameChar(name[i]) {
+		if !token.NameChar(name[i]) {
 			return ""
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
@@ -32,6 +31,14 @@ const (
 	Alauda = "alauda"
 )
 
+// CheckFormat refuses a format Convert cannot read.
+func CheckFormat(format string) error {
+	if format == DockerAuth || format == Alauda {
+		return nil
+	}
+	return fmt.Errorf("unknown format %q (want %s or %s)", format, DockerAuth, Alauda)
+}
+
 // Convert reads the users and access rules of a config in the given format and returns our equivalent.
 // Warnings name each construct whose meaning changes (always towards granting LESS); err is returned for
 // anything that cannot be translated safely. Messages name the place (e.g. `acl[3].match.ip`, `users["bob"]`) and never contain a password or hash.
@@ -43,7 +50,7 @@ func Convert(format string, data []byte) (cfg policy.Config, warnings []string, 
 	case Alauda:
 		cfg, ws, err = convertAlauda(data)
 	default:
-		return policy.Config{}, nil, fmt.Errorf("unknown format %q (want %s or %s)", format, DockerAuth, Alauda)
+		return policy.Config{}, nil, CheckFormat(format)
 	}
 	if err != nil {
 		return policy.Config{}, nil, fmt.Errorf("%s: %w", format, err)
@@ -94,7 +101,7 @@ func (n *notes) narrow(format string, args ...any) { n.add(true, format, args...
 // this package, reported rather than handed to the caller.
 func checkRules(rules []policy.Rule) error {
 	for i, r := range rules {
-		if _, err := policy.CompileRule(r); err != nil {
+		if err := policy.CheckRule(r); err != nil {
 			return fmt.Errorf("internal error: converted rules[%d] does not compile: %v", i, err)
 		}
 	}
@@ -214,41 +221,6 @@ var (
 	unknownField = regexp.MustCompile(`field (.*) not found in type \S+$`)
 	keyLike      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,39}$`)
 )
-
-// checkHash accepts the bcrypt hashes policy.Compile accepts. The error
-// never quotes the hash.
-func checkHash(hash string) error {
-	if !isBcrypt(hash) {
-		return fmt.Errorf("not a bcrypt hash ($2a$, $2b$ or $2y$)")
-	}
-	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-		return fmt.Errorf("malformed bcrypt hash")
-	}
-	if len(hash) != 60 || strings.Trim(hash[7:], bcryptAlphabet) != "" {
-		return fmt.Errorf("malformed bcrypt hash: want 60 characters, $2x$NN$ and bcrypt's base64")
-	}
-	return nil
-}
-
-const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-func isBcrypt(s string) bool {
-	return strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")
-}
-
-// badUserName says why a name cannot be one of our users (it could not
-// log in with Basic credentials there either), or "" if it can.
-func badUserName(name string) string {
-	switch {
-	case name == "":
-		return "the empty name"
-	case strings.Contains(name, ":"):
-		return "a name with ':' (Basic credentials split at the first one, so it could never log in)"
-	case strings.ContainsAny(name, "\r\n"):
-		return "a name with a line break"
-	}
-	return ""
-}
 
 // Repository actions as bits; the catalog is handled apart because it is
 // granted with "*" only.

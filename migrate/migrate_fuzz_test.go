@@ -64,7 +64,7 @@ func FuzzConvert(f *testing.F) {
 			if u.Plaintext {
 				continue
 			}
-			if err := checkHash(u.Password); err != nil {
+			if _, err := policy.CheckHash(u.Password); err != nil {
 				t.Fatalf("users[%d]: %v", i, err)
 			}
 			if cost, _ := bcrypt.Cost([]byte(u.Password)); cost > bcrypt.MinCost {

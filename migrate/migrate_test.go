@@ -15,7 +15,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // mustCompile checks that a converted config is accepted by our engine.
-func mustCompile(tb testing.TB, cfg policy.Config) *policy.Policy {
+func mustCompile(tb testing.TB, cfg policy.Config) *policy.Compiled {
 	tb.Helper()
 	p, _, err := policy.Compile(cfg)
 	if err != nil {

@@ -4,135 +4,92 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"sync"
+	"encoding/binary"
 	"time"
+
+	"github.com/regauth/caddy-registry-auth/internal/expiring"
 )
 
 // CredentialCache remembers successful password checks for a while, so
 // that a client logging in again (Docker does for every repository and
 // every token expiry; a proxied CI fleet on every request) costs a hash
-// lookup instead of a bcrypt compare.
+// lookup instead of a bcrypt compare or a directory round trip.
 //
 // Entries are keyed by an HMAC, under a key that never leaves the process,
-// of the user name, the password and the stored hash: the plaintext is
-// never kept, and a changed password (a new stored hash) never hits an old
-// entry. Failures are never remembered. One cache serves every reload of a
-// policy, since stale entries cannot match.
+// of the user name, the password and a binding: what identifies the
+// password where it is kept (a user's stored hash) or the source that
+// checked it (its configuration). The plaintext is never kept, and a
+// changed password or source never hits an old entry. Failures are never
+// remembered. One cache serves every reload of a policy, since stale
+// entries cannot match.
 type CredentialCache struct {
-	key [32]byte
-	ttl time.Duration
-	max int
-
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]cacheEntry
+	key     [32]byte
+	ttl     time.Duration
+	entries *expiring.Map[CacheKey, remembered]
 }
 
+// CacheKey identifies one set of credentials checked against one binding.
+type CacheKey [sha256.Size]byte
+
 // CacheMaxAge bounds how long a check is remembered in all, however often
-// it is used: then one bcrypt compare runs again.
+// it is used: then it is checked again.
 const CacheMaxAge = 24 * time.Hour
 
-type cacheEntry struct {
-	checked time.Time // when bcrypt last said yes
-	expiry  time.Time // ttl after the last use, at most checked+maxAge
-	maxAge  time.Duration
-	groups  []string // from an external source; nil for the policy's own users
+type remembered struct {
+	checked time.Time
+	// sliding entries (a stored hash, whose change the cache sees) live
+	// ttl after their last use, up to CacheMaxAge; the others (a source
+	// whose password change the cache cannot see) one ttl after the check.
+	sliding bool
+	groups  []string
 }
 
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
 // most max of them.
 func NewCredentialCache(ttl time.Duration, max int) *CredentialCache {
-	c := &CredentialCache{ttl: ttl, max: max, entries: map[[sha256.Size]byte]cacheEntry{}}
+	c := &CredentialCache{ttl: ttl, entries: expiring.New[CacheKey, remembered](max, nil)}
 	_, _ = rand.Read(c.key[:]) // crypto/rand.Read never fails since Go 1.24
 	return c
 }
 
-func (c *CredentialCache) id(name, password string, hash []byte) [sha256.Size]byte {
+// Key is the cache key of name and password checked against binding.
+func (c *CredentialCache) Key(name, password string, binding []byte) CacheKey {
 	m := hmac.New(sha256.New, c.key[:])
 	// Lengths first, so that no two different triples run together alike.
 	var lens [12]byte
-	for i, n := range []int{len(name), len(password), len(hash)} {
-		lens[4*i], lens[4*i+1], lens[4*i+2], lens[4*i+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	for i, n := range []int{len(name), len(password), len(binding)} {
+		binary.BigEndian.PutUint32(lens[4*i:], uint32(n))
 	}
 	m.Write(lens[:])
 	m.Write([]byte(name))
 	m.Write([]byte(password))
-	m.Write(hash)
-	var out [sha256.Size]byte
+	m.Write(binding)
+	var out CacheKey
 	m.Sum(out[:0])
 	return out
 }
 
-// hit reports whether the check of id succeeded and was last used less
-// than ttl ago, and extends it: a client that keeps logging in (a proxied
-// CI job, say) keeps its entry, up to CacheMaxAge after the check.
-func (c *CredentialCache) hit(id [sha256.Size]byte, now time.Time) bool {
-	_, ok := c.lookup(id, now)
-	return ok
-}
-
-func (c *CredentialCache) lookup(id [sha256.Size]byte, now time.Time) ([]string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[id]
-	if !ok {
-		return nil, false
-	}
-	if now.After(e.expiry) {
-		delete(c.entries, id)
-		return nil, false
-	}
-	e.expiry = now.Add(c.ttl)
-	if limit := e.checked.Add(e.maxAge); e.expiry.After(limit) {
-		e.expiry = limit
-	}
-	c.entries[id] = e
-	return e.groups, true
-}
-
-// LookupExternal reports whether a check of these credentials by an
-// external source (named by source, which must change whenever that
-// source's configuration does) succeeded less than the ttl ago, and the
-// groups it returned. Unlike the policy's own users, whose new password
-// is a new stored hash, a password changed at the source cannot be seen
-// here: so these entries are never extended past one ttl.
-func (c *CredentialCache) LookupExternal(source, name, password string) ([]string, bool) {
-	return c.lookup(c.id(name, password, []byte("external\x00"+source)), time.Now())
-}
-
-// RememberExternal records a success of an external source.
-func (c *CredentialCache) RememberExternal(source, name, password string, groups []string) {
-	c.store(c.id(name, password, []byte("external\x00"+source)), time.Now(), c.ttl, append([]string(nil), groups...))
-}
-
-// remember records a successful check. When full it drops expired entries
-// and, if that is not enough, arbitrary ones: a dropped entry only costs
-// one more bcrypt compare.
-func (c *CredentialCache) remember(id [sha256.Size]byte, now time.Time) {
-	c.store(id, now, CacheMaxAge, nil)
-}
-
-func (c *CredentialCache) store(id [sha256.Size]byte, now time.Time, maxAge time.Duration, groups []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, e := range c.entries {
-			if now.After(e.expiry) {
-				delete(c.entries, k)
-			}
+// Recall reports whether a check of k succeeded recently, with the groups
+// its source gave, and extends a sliding entry.
+func (c *CredentialCache) Recall(k CacheKey, now time.Time) (groups []string, ok bool) {
+	r, ok := c.entries.Get(k, now)
+	if ok && r.sliding {
+		until := now.Add(c.ttl)
+		if limit := r.checked.Add(CacheMaxAge); until.After(limit) {
+			until = limit
 		}
-		for k := range c.entries {
-			if len(c.entries) < c.max {
-				break
-			}
-			delete(c.entries, k)
-		}
+		c.entries.Put(k, r, until, now)
 	}
-	c.entries[id] = cacheEntry{checked: now, expiry: now.Add(c.ttl), maxAge: maxAge, groups: groups}
+	return r.groups, ok
+}
+
+// Remember records a successful check of k. sliding says whether a change
+// of password would change k (see remembered). When full the cache drops
+// arbitrary entries: a dropped entry only costs one more check.
+func (c *CredentialCache) Remember(k CacheKey, groups []string, sliding bool, now time.Time) {
+	r := remembered{checked: now, sliding: sliding, groups: append([]string(nil), groups...)}
+	c.entries.Put(k, r, now.Add(c.ttl), now)
 }
 
 // Len is the number of remembered checks.
-func (c *CredentialCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}
+func (c *CredentialCache) Len() int { return c.entries.Len() }

@@ -2,127 +2,62 @@ package policy
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
 
-func cachedPolicy(t *testing.T, cache *CredentialCache, password string, opts ...Option) *Policy {
-	t.Helper()
-	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: hashOf(t, password)}}},
-		append([]Option{WithCredentialCache(cache)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// A remembered success skips bcrypt; failures and unknown users never do.
-func TestCredentialCacheHitsOnlyOnSuccess(t *testing.T) {
-	cache := NewCredentialCache(time.Minute, 100)
-	p := cachedPolicy(t, cache, "pw")
-	for i := 0; i < 3; i++ {
-		if _, err := p.Authenticate("alice", "pw"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := p.Compares(); n != 1 {
-		t.Fatalf("3 right logins ran %d compares, want 1", n)
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := p.Authenticate("alice", "wrong"); !errors.Is(err, ErrBadCredentials) {
-			t.Fatalf("wrong password: %v", err)
-		}
-		if _, err := p.Authenticate("mallory", "pw"); !errors.Is(err, ErrBadCredentials) {
-			t.Fatalf("unknown user: %v", err)
-		}
-	}
-	if n := p.Compares(); n != 7 {
-		t.Fatalf("after 6 failures %d compares, want 7: failures must never be cached", n)
-	}
-	if cache.Len() != 1 {
-		t.Fatalf("cache holds %d entries, want 1", cache.Len())
-	}
-}
-
-// A new password (a reload with a new hash) never matches the old entry,
-// even though the cache outlives the policy.
-func TestCredentialCacheSurvivesReloadButNotPasswordChange(t *testing.T) {
-	cache := NewCredentialCache(time.Minute, 100)
-	old := cachedPolicy(t, cache, "old")
-	if _, err := old.Authenticate("alice", "old"); err != nil {
-		t.Fatal(err)
-	}
-	changed := cachedPolicy(t, cache, "new")
-	if _, err := changed.Authenticate("alice", "old"); !errors.Is(err, ErrBadCredentials) {
-		t.Fatalf("old password after a change: %v", err)
-	}
-	if _, err := changed.Authenticate("alice", "new"); err != nil {
-		t.Fatal(err)
-	}
-	// A policy without the user at all: the cached success is useless.
-	gone, _, err := Compile(Config{Users: []User{{Name: "bob", Password: hashOf(t, "x")}}}, WithCredentialCache(cache))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gone.Authenticate("alice", "new"); !errors.Is(err, ErrBadCredentials) {
-		t.Fatalf("deleted user: %v", err)
-	}
+// hit is Recall as a yes or no.
+func hit(c *CredentialCache, k CacheKey, now time.Time) bool {
+	_, ok := c.Recall(k, now)
+	return ok
 }
 
 func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
 	c := NewCredentialCache(time.Minute, 3)
 	now := time.Now()
 	for i := 0; i < 10; i++ {
-		c.remember(c.id("u", string(rune('a'+i)), nil), now)
+		c.Remember(c.Key("u", string(rune('a'+i)), nil), nil, true, now)
 	}
 	if c.Len() > 3 {
 		t.Fatalf("%d entries, bound 3", c.Len())
 	}
-	id := c.id("u", "z", nil)
-	c.remember(id, now)
-	if !c.hit(id, now.Add(59*time.Second)) {
+	id := c.Key("u", "z", nil)
+	c.Remember(id, nil, true, now)
+	if !hit(c, id, now.Add(59*time.Second)) {
 		t.Fatal("entry gone within its TTL")
 	}
-	if c.hit(id, now.Add(59*time.Second+61*time.Second)) {
+	if hit(c, id, now.Add(59*time.Second+61*time.Second)) {
 		t.Fatal("entry alive more than a TTL after its last use")
 	}
 	// Used without pause, an entry lives up to CacheMaxAge after the check.
-	c.remember(id, now)
+	c.Remember(id, nil, true, now)
 	for at := time.Duration(0); at < CacheMaxAge; at += 30 * time.Second {
-		if !c.hit(id, now.Add(at)) {
+		if !hit(c, id, now.Add(at)) {
 			t.Fatalf("entry in use lost after %s", at)
 		}
 	}
-	if c.hit(id, now.Add(CacheMaxAge+time.Second)) {
+	if hit(c, id, now.Add(CacheMaxAge+time.Second)) {
 		t.Fatal("entry outlived CacheMaxAge")
 	}
-	if c.id("ab", "c", nil) == c.id("a", "bc", nil) {
+	if c.Key("ab", "c", nil) == c.Key("a", "bc", nil) {
 		t.Fatal("ids of different name/password splits collide")
 	}
 }
 
-// Concurrent identical checks share one bcrypt compare.
-func TestCredentialCacheCollapsesConcurrentChecks(t *testing.T) {
-	p := cachedPolicy(t, NewCredentialCache(time.Minute, 100), "pw")
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if _, err := p.Authenticate("alice", "pw"); err != nil {
-				t.Error(err)
-			}
-		}()
+// An entry a source's success made (sliding false) is never extended:
+// a password changed at that source cannot be seen here.
+func TestCredentialCacheExternalEntriesLiveOneTTL(t *testing.T) {
+	c := NewCredentialCache(time.Minute, 10)
+	now := time.Now()
+	k := c.Key("bob", "pw", []byte("external\x00ldap"))
+	c.Remember(k, []string{"devs"}, false, now)
+	if g, ok := c.Recall(k, now.Add(50*time.Second)); !ok || len(g) != 1 || g[0] != "devs" {
+		t.Fatalf("Recall = %v, %v", g, ok)
 	}
-	close(start)
-	wg.Wait()
-	if n := p.Compares(); n >= 20 {
-		t.Fatalf("20 concurrent logins ran %d compares", n)
+	if hit(c, k, now.Add(61*time.Second)) {
+		t.Fatal("an external entry outlived one TTL after its check")
 	}
 }
 
@@ -136,34 +71,16 @@ func TestHashSlotsBoundTheWait(t *testing.T) {
 			<-hashSlots
 		}
 	}()
-	p := cachedPolicy(t, NewCredentialCache(time.Minute, 100), "pw", WithHashWait(20*time.Millisecond))
+	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: hashOf(t, "pw")}}}, WithHashWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.Authenticate("alice", "pw"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("got %v, want ErrBusy", err)
 	}
-	if p.Compares() != 0 {
+	if p.Users().Compares() != 0 {
 		t.Fatal("a compare ran without a slot")
 	}
-}
-
-// BenchmarkAuthenticateCached is the repeated-login path: an HMAC and a
-// map lookup instead of a bcrypt compare.
-func BenchmarkAuthenticateCached(b *testing.B) {
-	p, _, err := Compile(Config{Users: []User{{Name: "alice", Password: hashOf(b, "pw")}}},
-		WithCredentialCache(NewCredentialCache(time.Hour, 100)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := p.Authenticate("alice", "pw"); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := p.Authenticate("alice", "pw"); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 // BenchmarkAuthenticateBcrypt is the cold path at bcrypt's default cost.
@@ -185,29 +102,32 @@ func BenchmarkAuthenticateBcrypt(b *testing.B) {
 func TestPlaintextUsersAreStableAcrossLoads(t *testing.T) {
 	cache := NewCredentialCache(time.Minute, 100)
 	cfg := Config{Users: []User{{Name: "robot", Password: "s3cret", Plaintext: true}, {Name: "anchor", Password: hashOf(t, "x")}}}
-	first, _, err := Compile(cfg, WithCredentialCache(cache))
+	first, _, err := Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, _, err := Compile(cfg, WithCredentialCache(cache))
+	second, _, err := Compile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := []byte("k")
-	a, _ := first.Fingerprint("robot", key)
-	b, _ := second.Fingerprint("robot", key)
+	a, _ := first.Users().Fingerprint("robot", key)
+	b, _ := second.Users().Fingerprint("robot", key)
 	if a != b {
 		t.Fatal("a reload changed a plaintext user's fingerprint: their refresh tokens would die")
 	}
 	if _, err := first.Authenticate("robot", "s3cret"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := second.Remembered("robot", "s3cret"); !ok {
+	b1, _ := first.Users().Binding("robot")
+	cache.Remember(cache.Key("robot", "s3cret", b1), nil, true, time.Now())
+	b2, _ := second.Users().Binding("robot")
+	if !hit(cache, cache.Key("robot", "s3cret", b2), time.Now()) {
 		t.Fatal("a reload lost a plaintext user's cached login")
 	}
 	cfg.Users[0].Password = "changed"
-	third, _, _ := Compile(cfg, WithCredentialCache(cache))
-	if c, _ := third.Fingerprint("robot", key); c == a {
+	third, _, _ := Compile(cfg)
+	if c, _ := third.Users().Fingerprint("robot", key); c == a {
 		t.Fatal("a new plaintext password kept the fingerprint")
 	}
 }

@@ -76,17 +76,17 @@ func TestCompileRuleAccepts(t *testing.T) {
 		"{user}", "{user}/**", "team/{user}/**", "{user}/{user}", "{user}/*",
 		"regexp:^x$", "regexp:(team|prod)/.*", "regexp:[a-z]+/[0-9]{2}", "registry:catalog",
 	} {
-		if _, err := CompileRule(allow("everyone", "*", res)); err != nil {
+		if err := CheckRule(allow("everyone", "*", res)); err != nil {
 			t.Errorf("%q: %v", res, err)
 		}
 	}
 	for _, subject := range []string{"everyone", "anonymous", "authenticated", "user:alice", "group:devs", "user:a b", "group:x:y"} {
-		if _, err := CompileRule(Rule{Effect: "deny", Subjects: []string{subject}, Actions: []string{"pull"}, Resources: []string{"**"}}); err != nil {
+		if err := CheckRule(Rule{Effect: "deny", Subjects: []string{subject}, Actions: []string{"pull"}, Resources: []string{"**"}}); err != nil {
 			t.Errorf("subject %q: %v", subject, err)
 		}
 	}
 	// "*" together with named actions still names the catalog's "*".
-	if _, err := CompileRule(allow("everyone", "pull *", "registry:catalog")); err != nil {
+	if err := CheckRule(allow("everyone", "pull *", "registry:catalog")); err != nil {
 		t.Errorf("catalog with pull and *: %v", err)
 	}
 }

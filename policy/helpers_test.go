@@ -36,7 +36,7 @@ func anchorUser(tb testing.TB) User {
 
 // mustCompile compiles cfg (adding the anchor user when it has no users)
 // and fails the test on an error.
-func mustCompile(tb testing.TB, cfg Config) *Policy {
+func mustCompile(tb testing.TB, cfg Config) *Compiled {
 	tb.Helper()
 	if len(cfg.Users) == 0 && len(cfg.HtpasswdFiles) == 0 {
 		cfg.Users = []User{anchorUser(tb)}
@@ -75,7 +75,7 @@ func deny(subjects, actions, resources string) Rule {
 }
 
 // authenticate is Authenticate as a yes or no.
-func authenticate(p *Policy, name, password string) (Identity, bool) {
+func authenticate(p *Compiled, name, password string) (Identity, bool) {
 	id, err := p.Authenticate(name, password)
 	return id, err == nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/regauth/caddy-registry-auth/token"
 )
 
 // UserPlaceholder in a glob stands for the name of the user asking, so
@@ -45,7 +47,7 @@ func compilePattern(src string) (pattern, error) {
 		if expr == "" {
 			return p, fmt.Errorf("empty regular expression")
 		}
-		re, err := regexp.Compile(`^(?:` + expr + `)$`)
+		re, err := compileWhole(expr)
 		if err != nil {
 			return p, fmt.Errorf("bad regular expression: %v", err)
 		}
@@ -83,7 +85,7 @@ func compilePattern(src string) (pattern, error) {
 			wild = true
 		default:
 			c := src[i]
-			if !nameChar(c) {
+			if !token.NameChar(c) {
 				return p, fmt.Errorf("character %q can never appear in a repository name (use regexp: for regular expressions)", c)
 			}
 			b.WriteString(regexp.QuoteMeta(string(c)))
@@ -102,13 +104,6 @@ func compilePattern(src string) (pattern, error) {
 		p.kind, p.re = kindRegexp, regexp.MustCompile(b.String())
 	}
 	return p, nil
-}
-
-// nameChar reports whether c can appear in a repository name (including a
-// registry host and port).
-func nameChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '.' || c == '_' || c == '-' || c == '/' || c == ':'
 }
 
 // match reports whether name, already validated, matches for user ("" for

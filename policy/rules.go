@@ -55,8 +55,79 @@ type compiledRule struct {
 	patterns []pattern
 }
 
-// CompileRule checks one rule. Errors name the field at fault.
-func CompileRule(r Rule) (compiledRule, error) {
+// Rules are compiled rules, safe for concurrent use.
+type Rules struct {
+	list []compiledRule
+}
+
+// CompileRules checks and compiles rules. An error names the rule's index
+// and the field at fault.
+func CompileRules(rules []Rule) (*Rules, error) {
+	r := &Rules{}
+	for i, rule := range rules {
+		c, err := compileRule(rule)
+		if err != nil {
+			return nil, fmt.Errorf("rules[%d]: %v", i, err)
+		}
+		r.list = append(r.list, c)
+	}
+	return r, nil
+}
+
+// Authorize returns the part of requested that id holds: for each
+// resource, the union of the actions of matching allow rules minus those
+// of matching deny rules, intersected with what was asked. A requested "*"
+// means every action held. Resources with nothing granted are left out.
+func (r *Rules) Authorize(id Identity, requested []token.Scope) []token.Scope {
+	granted := make([]token.Scope, 0, len(requested))
+	for _, want := range requested {
+		allowed, denied := r.Decide(id, want)
+		if g := Limit(allowed, denied) & want.Actions; g != 0 {
+			granted = append(granted, token.Scope{Type: want.Type, Name: want.Name, Actions: g})
+		}
+	}
+	return granted
+}
+
+// Decide returns the actions on want's resource that id's matching allow
+// rules give and those its matching deny rules take away.
+func (r *Rules) Decide(id Identity, want token.Scope) (allowed, denied token.Actions) {
+	for i := range r.list {
+		c := &r.list[i]
+		if !c.who.match(id) {
+			continue
+		}
+		if a := c.holds(want, id.Name); c.deny {
+			denied |= a
+		} else {
+			allowed |= a
+		}
+	}
+	return allowed, denied
+}
+
+// Limit is what remains of allowed after denied. After any deny the
+// subject no longer holds "every action".
+func Limit(allowed, denied token.Actions) token.Actions {
+	if denied != 0 {
+		allowed &^= denied | token.All
+	}
+	return allowed
+}
+
+// compileWhole compiles a regular expression that must match a whole
+// name, never a part of one.
+func compileWhole(expr string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + expr + `)$`)
+}
+
+// CheckRule checks one rule on its own. Errors name the field at fault.
+func CheckRule(r Rule) error {
+	_, err := compileRule(r)
+	return err
+}
+
+func compileRule(r Rule) (compiledRule, error) {
 	var c compiledRule
 	switch r.Effect {
 	case "allow":
@@ -122,7 +193,7 @@ func (s *subjects) add(subject string) error {
 		if expr == "" {
 			return fmt.Errorf("empty regular expression in %q", subject)
 		}
-		re, err := regexp.Compile(`^(?:` + expr + `)$`)
+		re, err := compileWhole(expr)
 		if err != nil {
 			return fmt.Errorf("bad regular expression in %q: %v", subject, err)
 		}

@@ -60,13 +60,13 @@ func TestAuthenticate(t *testing.T) {
 		// Regression: comparing the given password with the stored one
 		// as strings let a leaked hash log in (pass-the-hash).
 		{"stored hash as password", "alice", aliceHash, false, nil},
-		{"plaintext user: the hash made at load", "plain", string(p.users["plain"]), false, nil},
+		{"plaintext user: the hash made at load", "plain", string(p.users.hashes["plain"]), false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := p.Compares()
+			before := p.Users().Compares()
 			id, ok := authenticate(p, tt.user, tt.pw)
-			if n := p.Compares() - before; n != 1 {
+			if n := p.Users().Compares() - before; n != 1 {
 				t.Errorf("%d bcrypt compares, want exactly 1", n)
 			}
 			if ok != tt.ok {
@@ -106,7 +106,7 @@ func TestAuthenticateUniformCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, hash := range map[string][]byte{"dummy": p.dummyHash, "plaintext": p.users["p"]} {
+	for name, hash := range map[string][]byte{"dummy": p.users.dummy, "plaintext": p.users.hashes["p"]} {
 		if cost, err := bcrypt.Cost(hash); err != nil || cost != 5 {
 			t.Errorf("%s hash cost %d (%v), want the median 5", name, cost, err)
 		}
@@ -142,8 +142,8 @@ func TestAuthenticateConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p.Compares() != n {
-		t.Errorf("Compares() = %d, want %d", p.Compares(), n)
+	if p.Users().Compares() != n {
+		t.Errorf("Compares() = %d, want %d", p.Users().Compares(), n)
 	}
 }
 

@@ -3,20 +3,15 @@ package registryauth
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 // HTTPService is an external HTTP service that an authenticator or
@@ -46,7 +41,7 @@ const DefaultBackendTimeout = 5 * time.Second
 const maxBackendAnswer = 1 << 20
 
 func (s *HTTPService) provision() error {
-	s.URL = caddy.NewReplacer().ReplaceKnown(s.URL, "")
+	s.URL = expand(s.URL)
 	u, err := url.Parse(s.URL)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("url: want an absolute http(s) URL, got %q", s.URL)
@@ -117,87 +112,10 @@ func (s *HTTPService) post(ctx context.Context, authorization string, body []byt
 	return resp.StatusCode, data, nil
 }
 
-// cleanup closes the idle connections to the service.
-func (s *HTTPService) cleanup() {
+// Cleanup closes the idle connections to the service.
+func (s *HTTPService) Cleanup() error {
 	if s.client != nil {
 		s.client.CloseIdleConnections()
-	}
-}
-
-// unmarshalBlock reads a module's block: the fields HTTPService has, and
-// others through more, which reports whether it knew the subdirective.
-func (s *HTTPService) unmarshalBlock(d *caddyfile.Dispenser, module string, more func(*caddyfile.Dispenser) (bool, error)) error {
-	d.Next() // the module name
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		if seen[d.Val()] {
-			return d.Errf("duplicate subdirective %q", d.Val())
-		}
-		seen[d.Val()] = true
-		ok, err := s.unmarshalField(d)
-		if !ok && err == nil && more != nil {
-			ok, err = more(d)
-		}
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return d.Errf("unknown %s subdirective %q", module, d.Val())
-		}
-	}
-	return nil
-}
-
-// unmarshalField reads one of the fields HTTPService has, reporting
-// whether d's current token was one.
-func (s *HTTPService) unmarshalField(d *caddyfile.Dispenser) (bool, error) {
-	switch d.Val() {
-	case "url":
-		return true, oneArg(d, &s.URL)
-	case "ca_file":
-		return true, oneArg(d, &s.CAFile)
-	case "timeout":
-		dur, _, err := durationArg(d, false)
-		s.Timeout = dur
-		return true, err
-	}
-	return false, nil
-}
-
-// tlsConfigFor verifies serverName's certificate against caFile, or the
-// system's roots when caFile is empty.
-func tlsConfigFor(caFile, serverName string) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
-	caFile = caddy.NewReplacer().ReplaceKnown(caFile, "")
-	if caFile == "" {
-		return cfg, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file: %v", err)
-	}
-	cfg.RootCAs = x509.NewCertPool()
-	if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", caFile)
-	}
-	return cfg, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// oneArg reads a subdirective's single argument into dst.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.AllArgs(dst) {
-		return d.ArgErr()
 	}
 	return nil
 }

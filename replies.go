@@ -21,6 +21,7 @@ type errorEntry struct {
 	Message string `json:"message"`
 }
 
+// writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
@@ -35,19 +36,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // quote makes a quoted-string for a challenge parameter.
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// clientIP is the address Caddy determined for the client, which honours
-// the server's trusted_proxies and nothing else.
-func clientIP(r *http.Request) string {
-	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return ip
-}
-
-// truncate shortens what a client sent before it goes into a log line.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

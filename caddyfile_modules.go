@@ -1,0 +1,127 @@
+package registryauth
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// The blocks of the guest modules, as `authenticator <module> {...}` or
+// `authorizer <module> {...}` inside registry_auth. Each starts at the
+// module's name.
+
+// UnmarshalCaddyfile reads:
+//
+//	authenticator static {
+//		user     <name> <bcrypt-hash>
+//		user     <name> plaintext <password>
+//		htpasswd <path>
+//	}
+func (a *StaticAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return moduleBlock(d, "static authenticator", map[string]subdirective{
+		"user":     repeatable(func(d *caddyfile.Dispenser) error { return appendUser(d, &a.Users) }),
+		"htpasswd": repeatable(func(d *caddyfile.Dispenser) error { return appendArg(d, &a.HtpasswdFiles) }),
+	})
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authorizer rules {
+//		allow <subject[,subject...]> <action[,action...]> <resource...>
+//		deny  <subject[,subject...]> <action[,action...]> <resource...>
+//	}
+func (a *RulesAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return moduleBlock(d, "rules authorizer", map[string]subdirective{
+		"allow": repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &a.Rules) }),
+		"deny":  repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &a.Rules) }),
+	})
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authenticator http {
+//		url     <url>
+//		timeout <duration>
+//		ca_file <path>
+//	}
+func (a *HTTPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return moduleBlock(d, "http authenticator", a.HTTPService.subdirectives())
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authorizer http {
+//		url       <url>
+//		timeout   <duration>
+//		ca_file   <path>
+//		cache_ttl <duration>|off
+//	}
+func (a *HTTPAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	subs := a.HTTPService.subdirectives()
+	subs["cache_ttl"] = once(func(d *caddyfile.Dispenser) error { return durationOrOffArg(d, &a.CacheTTL) })
+	return moduleBlock(d, "http authorizer", subs)
+}
+
+// subdirectives are those of every module that asks an HTTP service.
+func (s *HTTPService) subdirectives() map[string]subdirective {
+	subs := stringFields(map[string]*string{"url": &s.URL, "ca_file": &s.CAFile})
+	subs["timeout"] = once(func(d *caddyfile.Dispenser) error { return durationArg(d, &s.Timeout) })
+	return subs
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authenticator ldap {
+//		url                  ldaps://<host>[:<port>] | ldap://<host>[:<port>]
+//		starttls
+//		ca_file              <path>
+//		timeout              <duration>
+//		pool_size            <n>
+//		user_dn              <template with {user}>
+//		bind_dn              <dn>
+//		bind_password        <password>
+//		base_dn              <dn>
+//		user_filter          <filter with {user}>
+//		user_attribute       <attribute>
+//		group_attribute      <attribute>
+//		group_base_dn        <dn>
+//		group_filter         <filter with {dn} or {user}>
+//		group_name_attribute <attribute>
+//	}
+func (a *LDAPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	subs := stringFields(map[string]*string{
+		"url": &a.URL, "ca_file": &a.CAFile, "user_dn": &a.UserDN,
+		"bind_dn": &a.BindDN, "bind_password": &a.BindPassword, "base_dn": &a.BaseDN,
+		"user_filter": &a.UserFilter, "user_attribute": &a.UserAttribute, "group_attribute": &a.GroupAttribute,
+		"group_base_dn": &a.GroupBaseDN, "group_filter": &a.GroupFilter,
+		"group_name_attribute": &a.GroupNameAttribute,
+	})
+	subs["starttls"] = once(func(d *caddyfile.Dispenser) error {
+		a.StartTLS = true
+		return noArgs(d)
+	})
+	subs["timeout"] = once(func(d *caddyfile.Dispenser) error { return durationArg(d, &a.Timeout) })
+	subs["pool_size"] = once(func(d *caddyfile.Dispenser) error {
+		var n string
+		if err := oneArg(d, &n); err != nil {
+			return err
+		}
+		size, err := strconv.Atoi(n)
+		if err != nil || size <= 0 {
+			return d.Errf("pool_size: want a positive number, got %q", n)
+		}
+		a.PoolSize = size
+		return nil
+	})
+	return moduleBlock(d, "ldap authenticator", subs)
+}
+
+// moduleBlock reads a guest module's line, which takes no argument after
+// the module's name, and its block.
+func moduleBlock(d *caddyfile.Dispenser, name string, subs map[string]subdirective) error {
+	d.Next() // the module name
+	if err := noArgs(d); err != nil {
+		return err
+	}
+	return block{name: name, subs: subs}.parse(d)
+}

@@ -61,7 +61,7 @@ func convertAlauda(data []byte) (policy.Config, []warning, error) {
 			if _, ok := f.Users[key]; !ok {
 				n.info("%s: no user %q is defined in users (alauda's third-party server may have let it in); converted anyway", where, key)
 			}
-			subjects = []string{userPrefix + key}
+			subjects = []string{policy.SubjectUserPrefix + key}
 		}
 		for i, r := range f.Auths[key] {
 			rule, ok, err := alaudaRuleOf(&n, fmt.Sprintf("%s[%d]", where, i), r)
@@ -123,7 +123,7 @@ func anonymousSubjects(n *notes, where string, users []policy.User, auths map[st
 	var without, with []string
 	for _, u := range users {
 		if u.Name == alaudaAnonymous || len(auths[u.Name]) == 0 {
-			subjects = append(subjects, userPrefix+u.Name)
+			subjects = append(subjects, policy.SubjectUserPrefix+u.Name)
 			without = append(without, u.Name)
 		} else {
 			with = append(with, u.Name)
@@ -192,7 +192,7 @@ func alaudaRuleOf(n *notes, where string, r alaudaRule) (rule policy.Rule, ok bo
 		if !wholeAnchored(r.Target) {
 			n.narrow("%s.target: the regex now matches whole names only (alauda matched it anywhere in the name: foo matched xfooy)", where)
 		}
-		rule.Resources = []string{regexpPrefix + r.Target}
+		rule.Resources = []string{policy.RegexpPrefix + r.Target}
 	case literalResource(r.Target) == "":
 		n.info("%s.target: %q is no valid repository name: rule dropped", where, r.Target)
 		return rule, false, nil

@@ -74,7 +74,7 @@ func (m member) subject() string {
 	if m.name == "" {
 		return policy.SubjectAnonymous
 	}
-	return userPrefix + m.name
+	return policy.SubjectUserPrefix + m.name
 }
 
 // display names a member in a message.
@@ -84,8 +84,6 @@ func (m member) display() string {
 	}
 	return m.name
 }
-
-const userPrefix = "user:"
 
 // daParsed is one checked acl entry.
 type daParsed struct {
@@ -522,7 +520,7 @@ func (c *daConv) accountSubjects(p daParsed) ([]string, error) {
 			case !c.known[lit]:
 				c.info("%s: no user %q is defined in users", where, lit)
 			}
-			return []string{userPrefix + lit}, nil
+			return []string{policy.SubjectUserPrefix + lit}, nil
 		}
 		var err error
 		if expr, err = accountGlobRegexp(a); err != nil {
@@ -536,7 +534,7 @@ func (c *daConv) accountSubjects(p daParsed) ([]string, error) {
 		// docker_auth finds the regex anywhere in the name.
 		expr = "(?s:.*)(?:" + expr + ")(?s:.*)"
 	}
-	subjects := []string{userPrefix + "regexp:" + expr}
+	subjects := []string{policy.SubjectUserPrefix + policy.RegexpPrefix + expr}
 	if c.anon && daMatch(a, "") {
 		subjects = append(subjects, policy.SubjectAnonymous)
 	}
@@ -879,14 +877,14 @@ func (s *subjSet) add(subjects ...string) {
 		case policy.SubjectAnonymous:
 			s.anonymous = true
 		default:
-			if strings.HasPrefix(sub, userPrefix+"regexp:") {
+			if strings.HasPrefix(sub, policy.SubjectUserPrefix+policy.RegexpPrefix) {
 				s.authenticated = true // may be anyone logged in, for all we know
 				continue
 			}
 			if s.users == nil {
 				s.users = map[string]bool{}
 			}
-			s.users[strings.TrimPrefix(sub, userPrefix)] = true
+			s.users[strings.TrimPrefix(sub, policy.SubjectUserPrefix)] = true
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -220,13 +221,10 @@ func globResources(toks []globTok) (allow, deny string, slash bool) {
 		return glob.String(), glob.String(), false
 	}
 	if !slash {
-		return regexpPrefix + with.String(), regexpPrefix + with.String(), false
+		return policy.RegexpPrefix + with.String(), policy.RegexpPrefix + with.String(), false
 	}
-	return regexpPrefix + without.String(), regexpPrefix + with.String(), true
+	return policy.RegexpPrefix + without.String(), policy.RegexpPrefix + with.String(), true
 }
-
-// regexpPrefix marks a resource as a regular expression.
-const regexpPrefix = "regexp:"
 
 // literalGlob returns the one string a glob matches, if it has no wildcard.
 func literalGlob(p string) (string, bool) {
@@ -263,7 +261,7 @@ func wholeAnchored(re string) bool {
 
 // unanchored is our resource for a regular expression that may match
 // anywhere in the name, as docker_auth's and alauda's do.
-func unanchored(re string) string { return regexpPrefix + `(?s:.*)(?:` + re + `)(?s:.*)` }
+func unanchored(re string) string { return policy.RegexpPrefix + `(?s:.*)(?:` + re + `)(?s:.*)` }
 
 // nameRes is what one docker_auth name pattern (substitutions done)
 // becomes.
@@ -288,7 +286,7 @@ func daName(p string) (nameRes, error) {
 		if err != nil {
 			return nameRes{}, fmt.Errorf("bad regular expression: %v", err)
 		}
-		r := nameRes{allow: regexpPrefix + re, deny: regexpPrefix + re, catalog: c.MatchString(token.CatalogName)}
+		r := nameRes{allow: policy.RegexpPrefix + re, deny: policy.RegexpPrefix + re, catalog: c.MatchString(token.CatalogName)}
 		if !wholeAnchored(re) {
 			r.anchored = true
 			r.deny = unanchored(re)

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/regauth/caddy-registry-auth/policy"
 )
 
 // ourMatch matches name against one of our resources the way policy does
@@ -13,7 +15,7 @@ import (
 func ourMatch(t *testing.T, res, name string) bool {
 	t.Helper()
 	var expr string
-	if re, ok := strings.CutPrefix(res, regexpPrefix); ok {
+	if re, ok := strings.CutPrefix(res, policy.RegexpPrefix); ok {
 		expr = re
 	} else {
 		var b strings.Builder
@@ -117,7 +119,7 @@ func TestWholeAnchored(t *testing.T) {
 // the regex matches anywhere in a name.
 func TestUnanchored(t *testing.T) {
 	for _, re := range []string{`foo`, `^foo`, `foo$`, `^a|b$`, `\bx`, `o+`, `(?i)FOO`, `a|`} {
-		ours := regexp.MustCompile(`^(?:` + strings.TrimPrefix(unanchored(re), regexpPrefix) + `)$`)
+		ours := regexp.MustCompile(`^(?:` + strings.TrimPrefix(unanchored(re), policy.RegexpPrefix) + `)$`)
 		theirs := regexp.MustCompile(re)
 		for _, name := range []string{"", "foo", "xfoo", "foox", "a", "b", "ab", "ba", "x/foo/y", "o", "FOO", "y x", "bar"} {
 			if ours.MatchString(name) != theirs.MatchString(name) {

@@ -12,8 +12,9 @@ import (
 // one rule can give every user a namespace of their own.
 const UserPlaceholder = "{user}"
 
-// regexpPrefix marks a resource pattern as a regular expression.
-const regexpPrefix = "regexp:"
+// RegexpPrefix marks a resource pattern (or, after "user:", a subject) as
+// a regular expression, always matched against the whole name.
+const RegexpPrefix = "regexp:"
 
 // pattern matches repository names. Globs are compiled at load into the
 // cheapest form that does the job; regexes always match the whole name.
@@ -43,7 +44,7 @@ const (
 //     must be known without guessing.
 func compilePattern(src string) (pattern, error) {
 	p := pattern{source: src}
-	if expr, ok := strings.CutPrefix(src, regexpPrefix); ok {
+	if expr, ok := strings.CutPrefix(src, RegexpPrefix); ok {
 		if expr == "" {
 			return p, fmt.Errorf("empty regular expression")
 		}

@@ -161,7 +161,7 @@ func FuzzCompilePattern(f *testing.F) {
 		if err := CheckRule(Rule{Effect: "allow", Subjects: []string{"everyone"}, Actions: []string{"pull"}, Resources: []string{src}}); err != nil {
 			t.Fatalf("compilePattern accepted %q but CheckRule refuses it: %v", src, err)
 		}
-		if strings.HasPrefix(src, regexpPrefix) {
+		if strings.HasPrefix(src, RegexpPrefix) {
 			return
 		}
 		if p.userGroups > 0 && user == "" && got {

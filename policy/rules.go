@@ -13,8 +13,8 @@ const (
 	SubjectEveryone      = "everyone"      // anyone, logged in or not
 	SubjectAnonymous     = "anonymous"     // requests without credentials
 	SubjectAuthenticated = "authenticated" // any user who logged in
-	subjectUserPrefix    = "user:"
-	subjectGroupPrefix   = "group:"
+	SubjectUserPrefix    = "user:"         // user:NAME, user:regexp:EXPR
+	SubjectGroupPrefix   = "group:"        // group:NAME
 )
 
 // CatalogResource names the registry's repository list in a rule.
@@ -189,7 +189,7 @@ func (s *subjects) add(subject string) error {
 		s.authenticated = true
 		return nil
 	}
-	if expr, ok := strings.CutPrefix(subject, subjectUserPrefix+regexpPrefix); ok {
+	if expr, ok := strings.CutPrefix(subject, SubjectUserPrefix+RegexpPrefix); ok {
 		if expr == "" {
 			return fmt.Errorf("empty regular expression in %q", subject)
 		}
@@ -200,14 +200,14 @@ func (s *subjects) add(subject string) error {
 		s.userPatterns = append(s.userPatterns, re)
 		return nil
 	}
-	if name, ok := strings.CutPrefix(subject, subjectUserPrefix); ok && name != "" {
+	if name, ok := strings.CutPrefix(subject, SubjectUserPrefix); ok && name != "" {
 		if s.users == nil {
 			s.users = map[string]bool{}
 		}
 		s.users[name] = true
 		return nil
 	}
-	if name, ok := strings.CutPrefix(subject, subjectGroupPrefix); ok && name != "" {
+	if name, ok := strings.CutPrefix(subject, SubjectGroupPrefix); ok && name != "" {
 		if s.groups == nil {
 			s.groups = map[string]bool{}
 		}

@@ -90,7 +90,8 @@ func (u userSet) Authenticate(_ context.Context, name, password string) (Identit
 // snap, the policy as the request found it. In this order:
 //  1. a name no source could hold fails at once;
 //  2. a success the credential cache remembers passes at once;
-//  3. the throttle may refuse (429) before any password is checked;
+//  3. the throttle (throttle.go) may answer a repeated wrong password at
+//     once, refuse (429), or hold the attempt a few seconds;
 //  4. the sources are asked in order (see askSources), and the throttle
 //     and the metrics count the outcome.
 func (p *Policy) login(ctx context.Context, snap *policy.Compiled, ip, user, password string) (Identity, error) {
@@ -100,20 +101,28 @@ func (p *Policy) login(ctx context.Context, snap *policy.Compiled, ip, user, pas
 		count(metrics.logins, "failed")
 		return Identity{}, ErrBadCredentials
 	}
-	key, own := p.credentialKey(snap, user, password)
+	binding, own := p.binding(snap, user)
+	var key policy.CacheKey
+	if p.cache != nil {
+		key = p.cache.Key(user, password, binding)
+	}
 	if id, ok := p.recall(snap, key, user); ok {
 		count(metrics.logins, "cached")
 		p.throttle.trust(ip, user, time.Now())
 		return id, nil
 	}
-	done, wait := p.throttle.admit(ip, user, time.Now())
-	if wait > 0 {
+	v := p.throttle.admit(p.throttle.newAttempt(ip, user, password, binding), time.Now())
+	switch {
+	case v.known:
+		count(metrics.logins, "failed")
+		return Identity{}, ErrBadCredentials
+	case v.refuse:
 		count(metrics.logins, "throttled")
-		return Identity{}, errThrottled{wait}
+		return Identity{}, errThrottled{v.wait}
 	}
 	start := time.Now()
-	id, err := p.check(ctx, snap, key, own, user, password)
-	done(err == nil, errors.Is(err, ErrBadCredentials))
+	id, err := p.check(ctx, v.wait, snap, key, own, user, password)
+	v.done(throttleOutcome(err), time.Now())
 	result := loginResult(err)
 	count(metrics.logins, result)
 	if metrics.loginSeconds != nil {
@@ -122,19 +131,15 @@ func (p *Policy) login(ctx context.Context, snap *policy.Compiled, ip, user, pas
 	return id, err
 }
 
-// credentialKey binds a login's cache entry to what would check it: the
-// user's current password when the user is one of the policy's own, else
-// the configuration of the authenticators that would be asked. A changed
-// password or configuration never finds an old entry.
-func (p *Policy) credentialKey(snap *policy.Compiled, user, password string) (key policy.CacheKey, own bool) {
-	binding, own := snap.Users().Binding(user)
-	if p.cache == nil {
-		return key, own
+// binding is what a login's password is checked against, for keys that
+// must change when it does: the user's stored hash when the user is one of
+// the policy's own, else the configuration of the authenticators that
+// would be asked.
+func (p *Policy) binding(snap *policy.Compiled, user string) (binding []byte, own bool) {
+	if b, own := snap.Users().Binding(user); own {
+		return b, true
 	}
-	if !own {
-		binding = p.sourcesBinding
-	}
-	return p.cache.Key(user, password, binding), own
+	return p.sourcesBinding, false
 }
 
 // recall is the one credential-cache lookup of a login.
@@ -151,10 +156,20 @@ func (p *Policy) recall(snap *policy.Compiled, key policy.CacheKey, user string)
 	return snap.WithGroups(Identity{Name: user, Groups: groups}), true
 }
 
-// check asks the sources and remembers a success, for as long as own (a
-// user of the policy, whose new password the key would see) allows.
-// Identical checks under way at once share one question to the sources.
-func (p *Policy) check(ctx context.Context, snap *policy.Compiled, key policy.CacheKey, own bool, user, password string) (Identity, error) {
+// check waits as the throttle said, asks the sources and remembers a
+// success, for as long as own (a user of the policy, whose new password
+// the key would see) allows. Identical checks under way at once share one
+// question to the sources.
+func (p *Policy) check(ctx context.Context, wait time.Duration, snap *policy.Compiled, key policy.CacheKey, own bool, user, password string) (Identity, error) {
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return Identity{}, errThrottled{wait}
+		}
+	}
 	if p.cache == nil {
 		id, err := p.askSources(ctx, snap, user, password)
 		return snap.WithGroups(id), err
@@ -214,11 +229,24 @@ func checkGroups(groups []string) error {
 	return nil
 }
 
+// throttleOutcome is what the throttle learns from a check.
+func throttleOutcome(err error) outcome {
+	switch {
+	case err == nil:
+		return rightPassword
+	case errors.Is(err, ErrBadCredentials):
+		return wrongPassword
+	}
+	return unchecked
+}
+
 // loginResult names a login's outcome for the metrics.
 func loginResult(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.As(err, new(errThrottled)):
+		return "throttled"
 	case errors.Is(err, policy.ErrBusy):
 		return "busy"
 	case errors.Is(err, errSourceDown):

@@ -1,9 +1,10 @@
 package registryauth
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"time"
@@ -13,24 +14,25 @@ import (
 	"github.com/regauth/caddy-registry-auth/internal/expiring"
 )
 
-// ThrottleConfig limits failed logins per client IP and per user name.
-// From Failures failed logins on, each further one locks the key for a
-// time that doubles from 1 s up to Window; a key with no failure for a
-// Window is forgotten. Remembered (cached) logins are never throttled.
+// ThrottleConfig bounds password guessing. THROTTLE.md is its threat model:
+// what each attack shape gets, and why a right password is never refused
+// because of other clients' failures.
 type ThrottleConfig struct {
-	// Failures allowed before locking starts. Default 10 (a wrong password
-	// from containerd counts twice: POST, then GET). Negative: off.
+	// Failures is how many distinct wrong passwords one address may try
+	// for one account per window before that address is locked for that
+	// account (and only for it). Repeating a wrong password (containerd's
+	// POST-then-GET, a bot with a stale password) is not a new guess.
+	// Default 5. Negative: off.
 	Failures int `json:"failures,omitempty"`
-	// Window is how long failures are remembered and the longest lock.
-	// Default 15m.
+	// Window is how long wrong guesses count. Default 15m.
 	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // Throttle defaults.
 const (
-	DefaultThrottleFailures = 10
+	DefaultThrottleFailures = 5
 	DefaultThrottleWindow   = 15 * time.Minute
-	// throttleKeys bounds each of the IP and user tables.
+	// throttleKeys bounds each of the throttle's tables.
 	throttleKeys = 100000
 )
 
@@ -53,54 +55,164 @@ func (tc *ThrottleConfig) provision() (*throttle, error) {
 	if c.Failures < 0 {
 		return nil, nil
 	}
-	return newThrottle(c.Failures, time.Duration(c.Window), throttleKeys), nil
+	return newThrottle(limitsFor(c.Failures, time.Duration(c.Window)), throttleKeys), nil
 }
 
-// throttle slows password guessing. Failed logins are counted per client
-// address and per user name; from the threshold on, each further failure
-// locks the key for a time that doubles from 1 s up to the window. A locked
-// key is answered 429 before any bcrypt compare runs. Attempts in flight
-// count as well, so a burst of parallel guesses cannot slip past the
-// threshold before the first failures are recorded.
+// throttleLimits are the throttle's numbers, all derived from the
+// configured failures (F) and window (W). THROTTLE.md states the bounds
+// they give.
+type throttleLimits struct {
+	pairGuesses   int           // F distinct wrong passwords per address and account per W
+	window        time.Duration // W
+	memory        time.Duration // how long an address counts as having failed for an account
+	repeatMemo    time.Duration // a repeated wrong password is answered without a check
+	accountFree   int           // wrong guesses per W an account takes before it is under attack
+	freshPerHour  int           // first guesses from new addresses an attacked account admits per hour
+	accountGate   time.Duration // one further check per this, per attacked account
+	sprayAccounts int           // distinct accounts failing from one address per W that make it a sprayer
+	addressGate   time.Duration // one check per this, per spraying address
+	maxWait       time.Duration // the longest a gate makes a login wait; then 429
+}
+
+func limitsFor(failures int, window time.Duration) throttleLimits {
+	return throttleLimits{
+		pairGuesses:   failures,
+		window:        window,
+		memory:        max(window, time.Hour),
+		repeatMemo:    time.Minute,
+		accountFree:   2 * failures,
+		freshPerHour:  200,
+		accountGate:   15 * time.Second,
+		sprayAccounts: 4 * failures,
+		addressGate:   2 * time.Second,
+		maxWait:       15 * time.Second,
+	}
+}
+
+// guessBound is the most wrong guesses at one account whose check can run
+// in any hour, from `addresses` addresses (negative: any number).
+// THROTTLE.md derives it.
+func (l throttleLimits) guessBound(addresses int) int {
+	free := l.accountFree + int(float64(l.accountFree)*time.Hour.Seconds()/l.window.Seconds())
+	fresh := 2 * l.freshPerHour // a full bucket, and an hour of refill
+	if addresses >= 0 {
+		// An address is new to the account again only an hour after its
+		// last wrong guess there.
+		fresh = min(fresh, addresses*int(time.Hour/l.memory))
+	}
+	gated := int(time.Hour/l.accountGate) + int(l.maxWait/l.accountGate) + 1
+	return free + fresh + gated
+}
+
+// throttle slows password guessing without ever refusing a right password
+// because of other clients' failures. It keeps, in bounded tables:
+//   - per account and address (a pair): the last distinct wrong passwords
+//     (keyed digests), which lock that pair, and only it, once there are F
+//     within the window; and which answer a repeat of one of them at once;
+//   - per account: token buckets that notice a distributed attack and then
+//     admit first guesses from new addresses at a bounded rate, and one
+//     check at a time, spaced by a gate, from addresses that failed before;
+//   - per address: the accounts that failed from it, which make it a
+//     sprayer, whose logins then pass one at a time through its own gate;
+//   - the pairs that logged in successfully: they pass the account's and
+//     the address's gates, so a user is never slowed because others guess
+//     at her account or share her address.
 //
-// A guesser must not be able to lock a user out: a user-name lock does not
-// apply to an address that user logged in from successfully within the
-// window, and logins the credential cache remembers never reach the
-// throttle at all.
-//
-// Counts fade: a key with no failure for a whole window is forgotten.
-// Memory is bounded: keys are fixed-size (user names are hashed, IPv6
-// addresses grouped by /64, since one host holds a whole /64), each table
-// holds at most max keys, and when full it drops faded entries first, then
-// unlocked ones. A nil throttle admits everything.
+// A nil throttle admits everything.
 type throttle struct {
-	threshold int
-	window    time.Duration
+	throttleLimits
+	key [32]byte // keys the digests of wrong passwords
 
-	mu      sync.Mutex // over the failures records, which the tables share
-	ips     *expiring.Map[string, *failures]
-	users   *expiring.Map[string, *failures]
-	trusted *expiring.Map[string, struct{}] // user key + address key
+	mu        sync.Mutex
+	pairs     *expiring.Map[string, *pairRecord]
+	accounts  *expiring.Map[string, *accountRecord]
+	addresses *expiring.Map[string, *addressRecord]
+	trusted   *expiring.Map[string, struct{}]
 }
 
-type failures struct {
-	count       int
-	inflight    int
-	last        time.Time
-	lockedUntil time.Time
+// guess is a keyed digest of one set of credentials: the same password for
+// the same user and source gives the same digest, nothing else does.
+type guess [16]byte
+
+type pairRecord struct {
+	wrong    []mark[guess] // the last distinct wrong guesses, oldest first
+	inflight int
 }
 
-func newThrottle(threshold int, window time.Duration, max int) *throttle {
-	// Locked keys and checks in flight are what the throttle is for: drop
-	// them last.
-	busy := func(f *failures, now time.Time) bool { return f.inflight > 0 || f.lockedUntil.After(now) }
-	return &throttle{threshold: threshold, window: window,
-		ips:     expiring.New[string](max, busy),
-		users:   expiring.New[string](max, busy),
-		trusted: expiring.New[string, struct{}](max, nil)}
+type accountRecord struct {
+	free, fresh bucket
+	gateNext    time.Time
 }
 
-// addressKey groups IPv6 addresses by /64.
+type addressRecord struct {
+	failed   []mark[string] // the last distinct accounts that failed from here
+	gateNext time.Time
+}
+
+// mark is a thing seen at a time.
+type mark[T comparable] struct {
+	what T
+	at   time.Time
+}
+
+func newThrottle(l throttleLimits, max int) *throttle {
+	t := &throttle{throttleLimits: l}
+	_, _ = rand.Read(t.key[:])
+	// What the throttle is for stays longest when a table is full:
+	// locked pairs and checks in flight, attacked accounts, sprayers.
+	t.pairs = expiring.New[string](max, func(p *pairRecord, now time.Time) bool {
+		return p.inflight > 0 || t.pairLock(p, now) > 0
+	})
+	t.accounts = expiring.New[string](max, func(a *accountRecord, now time.Time) bool { return a.free.tokens < 1 })
+	t.addresses = expiring.New[string](max, func(a *addressRecord, now time.Time) bool { return t.spraying(a, now) })
+	t.trusted = expiring.New[string, struct{}](max, nil)
+	return t
+}
+
+// attempt is one login attempt as the throttle sees it.
+type attempt struct {
+	address string // the client's IP
+	account string // what is guessed at: the user name, or a source's own id
+	guess   guess
+}
+
+// newAttempt keys an attempt; binding is what the password is checked
+// against (see Policy.binding), so a changed password is a new guess.
+func (t *throttle) newAttempt(ip, account, password string, binding []byte) attempt {
+	if t == nil {
+		return attempt{}
+	}
+	m := hmac.New(sha256.New, t.key[:])
+	fmt.Fprintf(m, "%d:%s%d:%s", len(account), account, len(password), password)
+	m.Write(binding)
+	var g guess
+	copy(g[:], m.Sum(nil))
+	return attempt{address: addressKey(ip), account: userKey(account), guess: g}
+}
+
+// verdict is the throttle's answer to an attempt.
+type verdict struct {
+	// known: this wrong password was tried from this address for this
+	// account a moment ago; answer it as wrong without checking again.
+	known bool
+	// refuse: answer 429 now; wait is its Retry-After. Otherwise wait is
+	// how long to hold the attempt before checking it.
+	refuse bool
+	wait   time.Duration
+	// done must be called with the outcome of an admitted attempt.
+	done func(outcome, time.Time)
+}
+
+// outcome of a checked attempt, for the throttle.
+type outcome int
+
+const (
+	unchecked outcome = iota // the check could not run (busy, a source down)
+	rightPassword
+	wrongPassword
+)
+
+// addressKey groups IPv6 addresses by /64, since one host holds a whole /64.
 func addressKey(ip string) string {
 	parsed := net.ParseIP(ip)
 	if parsed == nil || parsed.To4() != nil {
@@ -109,126 +221,8 @@ func addressKey(ip string) string {
 	return parsed.Mask(net.CIDRMask(64, 128)).String()
 }
 
-// userKey is a fixed-size key for any user name, however long.
+// userKey is a fixed-size key for any account name, however long.
 func userKey(user string) string {
 	sum := sha256.Sum256([]byte(user))
 	return string(sum[:16])
-}
-
-// admit reserves a password check for ip and user. It returns the wait
-// before trying again when either is locked or has too many checks in
-// flight; otherwise a done func that must be called with the outcome: ok,
-// failed (a wrong password), or neither (the check could not run). A
-// refused attempt adds nothing to the tables: it costs the server nothing.
-func (t *throttle) admit(ip, user string, now time.Time) (done func(ok, failed bool), wait time.Duration) {
-	if t == nil {
-		return func(bool, bool) {}, 0
-	}
-	ak, uk := addressKey(ip), userKey(user)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, trusted := t.trusted.Get(uk+ak, now)
-	checkUser := !trusted
-	if f, ok := t.ips.Get(ak, now); ok {
-		wait = max(wait, t.refusal(f, now, false))
-	}
-	if f, ok := t.users.Get(uk, now); ok && checkUser {
-		wait = max(wait, t.refusal(f, now, true))
-	}
-	if wait > 0 {
-		return nil, wait
-	}
-	keys := []record{t.entry(t.ips, ak, now)}
-	if checkUser {
-		keys = append(keys, t.entry(t.users, uk, now))
-	}
-	for _, r := range keys {
-		r.f.inflight++
-	}
-	return func(ok, failed bool) { t.settle(keys, checkUser, ak, uk, ok, failed) }, 0
-}
-
-// record is a failures entry with the table and key it lives under.
-type record struct {
-	table *expiring.Map[string, *failures]
-	key   string
-	f     *failures
-}
-
-// refusal is how long f keeps an attempt out: its lock, or a second when
-// too many checks are in flight. For an address that has not failed yet,
-// checks in flight are not limited: many clients behind one NAT may log in
-// at once (the user name's limit still holds them to the threshold).
-func (t *throttle) refusal(f *failures, now time.Time, isUser bool) time.Duration {
-	switch {
-	case f.lockedUntil.After(now):
-		return f.lockedUntil.Sub(now)
-	case f.inflight > 0 && f.count+f.inflight >= t.threshold && (isUser || f.count > 0):
-		// Past the threshold (lock run out), one attempt at a time.
-		return time.Second
-	}
-	return 0
-}
-
-// trust marks user as logging in from ip: the credential cache answered,
-// so the throttle never saw it.
-func (t *throttle) trust(ip, user string, now time.Time) {
-	if t == nil {
-		return
-	}
-	key := userKey(user) + addressKey(ip)
-	if _, fresh := t.trusted.Get(key, now.Add(t.window/2)); fresh {
-		return // trusted for more than half a window yet: spare the write
-	}
-	t.trusted.Put(key, struct{}{}, now.Add(t.window), now)
-}
-
-func (t *throttle) settle(keys []record, checkedUser bool, ak, uk string, ok, failed bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := time.Now()
-	for _, r := range keys {
-		r.f.inflight--
-		if failed {
-			r.f.count++
-			r.f.last = now
-			if over := r.f.count - t.threshold; over >= 0 {
-				lock := time.Duration(math.Min(float64(time.Second)*math.Pow(2, float64(over)), float64(t.window)))
-				r.f.lockedUntil = now.Add(lock)
-			}
-		}
-		t.store(r, now)
-	}
-	if ok {
-		// The user's own address is trusted for the user name from now on.
-		// The address's count stays (one good account must not wash it
-		// clean for guessing at others), and so does a user-name record
-		// that a guesser built up elsewhere.
-		t.trusted.Put(uk+ak, struct{}{}, now.Add(t.window), now)
-		if f, live := t.users.Get(uk, now); checkedUser && live && f.inflight == 0 && f.count < t.threshold && !f.lockedUntil.After(now) {
-			t.users.Delete(uk)
-		}
-	}
-}
-
-// entry returns the live record for key, starting afresh after a quiet
-// window.
-func (t *throttle) entry(table *expiring.Map[string, *failures], key string, now time.Time) record {
-	f, ok := table.Get(key, now)
-	if !ok {
-		f = &failures{last: now}
-	}
-	r := record{table, key, f}
-	t.store(r, now)
-	return r
-}
-
-// store keeps a record until it fades: a window after its last failure, or
-// when its lock ends if that is later.
-func (t *throttle) store(r record, now time.Time) {
-	until := r.f.last.Add(t.window)
-	if r.f.lockedUntil.After(until) {
-		until = r.f.lockedUntil
-	}
-	r.table.Put(r.key, r.f, until, now)
 }

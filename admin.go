@@ -84,9 +84,9 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`give either "user" or "all": true`)}
 		}
 		if req.Before.IsZero() {
-			// One second ahead: tokens carry whole-second issue times,
-			// so one issued in this very second is revoked too.
-			req.Before = time.Now().Add(time.Second).Truncate(time.Second)
+			// Everything issued until now; a login right after this keeps
+			// its refresh token (they carry nanosecond issue times).
+			req.Before = time.Now()
 		}
 		rev, err := updateRevocations(r.Context(), storage, req.Policy, func(rv *Revocations) {
 			if req.All {

@@ -55,7 +55,7 @@ func (p *Policy) issueRefresh(snap *policy.Compiled, subject, service string, no
 		return "", errRefreshRefused
 	}
 	c := token.NewClaims(p.Issuer, subject, token.RefreshAudience(service), p.refreshLifetime, now, nil)
-	c.Kind, c.Fingerprint = token.KindRefresh, fp
+	c.Kind, c.Fingerprint, c.IssuedAtNano = token.KindRefresh, fp, now.UnixNano()
 	return p.Signer.Sign(c)
 }
 
@@ -81,7 +81,7 @@ func (p *Policy) refreshIdentity(snap *policy.Compiled, raw, service string, now
 			// Never accept what may be revoked; the detail is for the log.
 			return Identity{}, fmt.Errorf("%w: %v", errRevocationsUnavailable, err)
 		}
-		if rev.revoked(c.Subject, time.Unix(c.IssuedAt, 0)) {
+		if rev.revoked(c.Subject, c.Issued()) {
 			return Identity{}, errRefreshRefused
 		}
 	}

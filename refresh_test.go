@@ -1,8 +1,10 @@
 package registryauth
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -146,5 +149,55 @@ func TestValidPolicyName(t *testing.T) {
 		if validPolicyName(name) != want {
 			t.Errorf("validPolicyName(%q) = %v", name, !want)
 		}
+	}
+}
+
+// Defect 3: a revocation cuts off the refresh tokens issued strictly
+// before it; one issued after it in the same second stays valid (before,
+// the cutoff was rounded up to the next second, so a docker login right
+// after a revocation was born revoked).
+func TestRevocationBoundaryWithinASecond(t *testing.T) {
+	h := refreshHandler(t)
+	p := h.policy
+	p.storage = &certmagic.FileStorage{Path: t.TempDir()}
+	snap := p.Current()
+	second := time.Unix(1_800_000_000, 0)
+	issue := func(at time.Time) string {
+		t.Helper()
+		rt, err := p.issueRefresh(snap, "alice", testService, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	before := issue(second.Add(400 * time.Millisecond))
+	cutoff := second.Add(500 * time.Millisecond)
+	after := issue(second.Add(600 * time.Millisecond))
+	if _, err := updateRevocations(context.Background(), p.storage, p.Name, func(r *Revocations) {
+		r.Users = map[string]time.Time{"alice": cutoff}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(rt string) error {
+		_, err := p.refreshIdentity(snap, rt, testService, second.Add(time.Second))
+		return err
+	}
+	if err := check(before); !errors.Is(err, errRefreshRefused) {
+		t.Fatalf("issued 100 ms before the revocation: %v", err)
+	}
+	if err := check(after); err != nil {
+		t.Fatalf("issued 100 ms after the revocation, same second: %v", err)
+	}
+	// A token without the nanoseconds (issued before this change) counts
+	// from the start of its second: revoked if that is before the cutoff.
+	c := token.NewClaims(p.Issuer, "alice", token.RefreshAudience(testService), time.Hour, second.Add(600*time.Millisecond), nil)
+	c.Kind = token.KindRefresh
+	c.Fingerprint, _ = snap.Users().Fingerprint("alice", p.Signer.Secret())
+	legacy, err := p.Signer.Sign(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(legacy); !errors.Is(err, errRefreshRefused) {
+		t.Fatalf("a whole-second token from the revocation's second: %v", err)
 	}
 }

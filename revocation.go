@@ -14,8 +14,9 @@ import (
 
 // Revocations are the explicit revocations of a policy's refresh tokens,
 // kept in Caddy's storage so that every instance sharing it honours them.
-// A refresh token issued before its user's time, or before AllBefore, is
-// refused.
+// A refresh token issued strictly before its user's time, or before
+// AllBefore, is refused; one issued after it, even in the same second, is
+// not (refresh tokens carry their issue time to the nanosecond).
 type Revocations struct {
 	// Users maps a user name to the time before which that user's refresh
 	// tokens are revoked.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -333,6 +334,35 @@ func TestContainerdCtr(t *testing.T) {
 					t.Fatalf("push by reader succeeded:\n%s", out)
 				}
 			})
+		})
+	}
+}
+
+// Defect 3 of issue 15 with the real docker CLI: right after a revocation
+// of carol's refresh tokens, `docker login` stores a new one and
+// `docker push` works. Before, the revocation reached to the end of its
+// second, so the token of a login in that second was born revoked and the
+// push failed with "the refresh token is not valid".
+func TestDockerLoginRightAfterRevocation(t *testing.T) {
+	requireDocker(t)
+	base := buildBaseImage(t)
+	for _, family := range []string{"v3", "v2.8"} {
+		t.Run(family, func(t *testing.T) {
+			reg := starters[family](t, shared, registrySetup{realm: shared.realm, disk: true})
+			d := newDockerCLI(t)
+			d.login(reg.host, "carol")
+			for i := range 3 {
+				resp, err := http.Post("http://localhost:2999/registry_auth/revocations", "application/json", strings.NewReader(`{"user":"carol"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				expect(t, resp, http.StatusOK, "revocation")
+				resp.Body.Close()
+				d.login(reg.host, "carol")
+				img := fmt.Sprintf("%s/carol/revoked:v%d", reg.host, i)
+				d.tag(base, img)
+				d.must("", "push", img)
+			}
 		})
 	}
 }

@@ -24,6 +24,18 @@ type Claims struct {
 	// Fingerprint, in refresh tokens, is a keyed hash of the user's
 	// password hash when the token was issued: a new password revokes it.
 	Fingerprint string `json:"fpr,omitempty"`
+	// IssuedAtNano, in refresh tokens, is the issue time in nanoseconds:
+	// iat has whole seconds, and a revocation must tell a token issued
+	// just before it from one issued just after, in the same second.
+	IssuedAtNano int64 `json:"iat_nano,omitempty"`
+}
+
+// Issued is when the token was issued, as precisely as it says.
+func (c *Claims) Issued() time.Time {
+	if c.IssuedAtNano != 0 {
+		return time.Unix(0, c.IssuedAtNano)
+	}
+	return time.Unix(c.IssuedAt, 0)
 }
 
 // KindRefresh marks refresh tokens.

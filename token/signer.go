@@ -274,6 +274,8 @@ func (s *Signer) VerifyRefresh(raw, issuer, service string, now time.Time) (*Cla
 		return nil, err
 	case c.Kind != KindRefresh || c.Subject == "":
 		return nil, ErrWrongKind
+	case c.IssuedAtNano != 0 && c.IssuedAtNano/int64(time.Second) != c.IssuedAt:
+		return nil, fmt.Errorf("iat_nano does not match iat")
 	}
 	return c, nil
 }

@@ -610,4 +610,12 @@ func TestVerifyKinds(t *testing.T) {
 	if _, err := s.VerifyRefresh(sign(anonymousRefresh), "iss", "svc", now); !errors.Is(err, token.ErrWrongKind) {
 		t.Fatalf("a refresh token without a subject: %v", err)
 	}
+	refresh.IssuedAtNano = now.UnixNano()
+	if c, err := s.VerifyRefresh(sign(refresh), "iss", "svc", now); err != nil || !c.Issued().Equal(time.Unix(0, now.UnixNano())) {
+		t.Fatalf("nanosecond issue time: %v, %v", c, err)
+	}
+	refresh.IssuedAtNano += int64(2 * time.Second)
+	if _, err := s.VerifyRefresh(sign(refresh), "iss", "svc", now); err == nil {
+		t.Fatal("iat_nano in another second than iat")
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -50,8 +49,9 @@ type ProxyHandler struct {
 	// reaches the registry: every reverse_proxy feature applies.
 	Upstream json.RawMessage `json:"upstream,omitempty"`
 
-	service string
-	proxy   caddyhttp.MiddlewareHandler // the loaded reverse_proxy
+	service        string
+	proxy          caddyhttp.MiddlewareHandler // the loaded reverse_proxy
+	unreachableLog *rareLog
 }
 
 // CaddyModule returns the Caddy module information.
@@ -82,6 +82,7 @@ func (h *ProxyHandler) Provision(ctx caddy.Context) (err error) {
 		return fmt.Errorf("upstream: %v", err)
 	}
 	h.proxy = mod.(caddyhttp.MiddlewareHandler)
+	h.unreachableLog = &rareLog{interval: unreachableLogInterval}
 	return nil
 }
 
@@ -105,29 +106,9 @@ func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {
 		return next.ServeHTTP(w, r)
 	}
-	// No repository name needs percent-encoding; a path that used it
-	// could mean one name to us and another to the registry.
-	if r.URL.RawPath != "" {
-		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", "invalid repository name", "", nil)
-	}
-	// The registry reads mount and from with FormValue, which also looks
-	// into form bodies; the registry API never sends one, so a form body
-	// could only smuggle a mount source past us.
-	if isFormBody(r) {
-		return h.refuse(w, r, http.StatusBadRequest, "UNSUPPORTED", "form bodies are not part of the registry API", "", nil)
-	}
-	query := r.URL.Query()
-	if len(query["mount"]) > 1 || len(query["from"]) > 1 {
-		return h.refuse(w, r, http.StatusBadRequest, "UNSUPPORTED", "mount and from may be given once", "", nil)
-	}
-	route, err := token.ParseRoute(r.Method, path, query.Get("mount"), query.Get("from"))
-	if err != nil {
-		return h.refuse(w, r, http.StatusBadRequest, "NAME_INVALID", err.Error(), "", nil)
-	}
-	if route.MountFrom == nil && (query.Has("mount") || query.Has("from")) {
-		// A source we could not name (the registry's grammar is wider
-		// than ours, e.g. IPv6 hosts) is never authorized: no mount.
-		dropMount(r)
+	route, code, msg, ok := checkRequest(r)
+	if !ok {
+		return h.refuse(w, r, http.StatusBadRequest, code, msg, "", nil)
 	}
 	auth := r.Header.Values("Authorization")
 	if len(auth) > 1 {
@@ -137,20 +118,6 @@ func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 		return h.serveBearer(w, r, next, route, strings.TrimSpace(auth[0][len("Bearer"):]))
 	}
 	return h.serveCredentials(w, r, next, route, auth)
-}
-
-// isFormBody reports whether the body would be parsed by Request.FormValue.
-func isFormBody(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return false
-	}
-	mediaType, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		// net/http would not parse it either, but be strict.
-		mediaType = strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
-	}
-	return mediaType == "application/x-www-form-urlencoded" || mediaType == "multipart/form-data"
 }
 
 func hasScheme(header, scheme string) bool {
@@ -171,8 +138,7 @@ func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next 
 		dropMount(r)
 	}
 	setUser(r, claims.Subject)
-	count(metrics.proxyRequests, "forwarded")
-	return h.proxy.ServeHTTP(w, r, next)
+	return h.forward(w, r, next)
 }
 
 // covers reports whether a token's access claim holds every action of s.
@@ -234,24 +200,13 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 	}
 	r.Header.Set("Authorization", "Bearer "+signed)
 	setUser(r, id.Name)
-	count(metrics.proxyRequests, "forwarded")
-	return h.proxy.ServeHTTP(w, r, next)
-}
-
-// dropMount turns a cross-repository mount the caller may not read from
-// into a plain upload start, as a registry does when a mount fails.
-func dropMount(r *http.Request) {
-	q := r.URL.Query()
-	q.Del("mount")
-	q.Del("from")
-	r.URL.RawQuery = q.Encode()
+	return h.forward(w, r, next)
 }
 
 // refuse answers as the registry would: its JSON error body and version
 // header, and on 401 a Bearer challenge naming our token endpoint and, when
 // there is one, the single scope the request needs.
 func (h *ProxyHandler) refuse(w http.ResponseWriter, r *http.Request, status int, code, msg, challengeErr string, route *token.Route) error {
-	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
 	if status == http.StatusUnauthorized {
 		c := "Bearer realm=" + quote(h.realm(r)) + ",service=" + quote(h.service)
 		if route != nil && !route.Base {
@@ -269,7 +224,7 @@ func (h *ProxyHandler) refuse(w http.ResponseWriter, r *http.Request, status int
 		zap.String("client_ip", clientIP(r)),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path))
-	return writeJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+	return writeRegistryError(w, status, code, msg)
 }
 
 // proxyDecision names a refusal for the metrics.

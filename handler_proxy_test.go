@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -29,7 +32,9 @@ type fakeUpstream struct {
 	method      string
 	url         url.URL
 	auth        []string
+	header      http.Header
 	mount, from string
+	err         error // returned, with nothing written, when set
 }
 
 func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
@@ -37,7 +42,11 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	u.method = r.Method
 	u.url = *r.URL
 	u.auth = r.Header.Values("Authorization")
+	u.header = r.Header.Clone()
 	u.mount, u.from = r.FormValue("mount"), r.FormValue("from")
+	if u.err != nil {
+		return u.err
+	}
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -57,10 +66,11 @@ func newTestProxy(t *testing.T) *proxyFixture {
 	up := &fakeUpstream{}
 	return &proxyFixture{
 		h: &ProxyHandler{
-			TokenHandler: *th,
-			TokenPath:    DefaultTokenPath,
-			service:      testService,
-			proxy:        up,
+			TokenHandler:   *th,
+			TokenPath:      DefaultTokenPath,
+			service:        testService,
+			proxy:          up,
+			unreachableLog: &rareLog{interval: time.Minute},
 		},
 		up: up,
 	}
@@ -68,7 +78,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 
 func (f *proxyFixture) serve(t *testing.T, r *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
-	*f.up, f.nextCalls = fakeUpstream{}, 0
+	*f.up, f.nextCalls = fakeUpstream{err: f.up.err}, 0
 	w := httptest.NewRecorder()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		f.nextCalls++
@@ -733,4 +743,77 @@ func TestProxyReusesMintedTokens(t *testing.T) {
 	if p.minted.Len() > 2 {
 		t.Fatalf("%d entries, bound 2", p.minted.Len())
 	}
+}
+
+// Defect 4: forwarding headers a client made up never reach the registry,
+// which would build upload URLs from them.
+func TestProxyStripsClientForwardingHeaders(t *testing.T) {
+	f := newTestProxy(t)
+	r := httptest.NewRequest(http.MethodPost, "/v2/alice/x/blobs/uploads/", nil)
+	r.Header.Set("Authorization", basic("alice", "alice-pw"))
+	for _, name := range clientForwardingHeaders {
+		r.Header.Set(name, "host=evil.example;proto=http")
+	}
+	r.Header.Set("User-Agent", "docker/29")
+	f.forwarded(t, f.serve(t, r))
+	for _, name := range clientForwardingHeaders {
+		if v := f.up.header.Get(name); v != "" {
+			t.Errorf("%s reached the registry: %q", name, v)
+		}
+	}
+	if f.up.header.Get("User-Agent") != "docker/29" {
+		t.Fatal("other headers must pass")
+	}
+}
+
+// Defect 5: a control character in any query value is refused with 400
+// before the registry sees it, on every route family.
+func TestProxyRefusesControlCharactersInQueries(t *testing.T) {
+	f := newTestProxy(t)
+	for _, target := range []string{
+		"/v2/?x=%00",
+		"/v2/_catalog?last=%00",
+		"/v2/_catalog?n=1%0a",
+		"/v2/alice/x/tags/list?last=%00",
+		"/v2/alice/x/tags/list?n=%7f",
+		"/v2/alice/x/manifests/v1?x=%01",
+		"/v2/alice/x/blobs/" + testDigest + "?x=%1b",
+		"/v2/alice/x/blobs/uploads/?mount=" + testDigest + "&from=lib%0ay",
+		"/v2/alice/x/referrers/" + testDigest + "?artifactType=%0d",
+		"/v2/alice/x/tags/list?%00=1",
+		"/v2/alice/x/tags/list?last=%zz",
+	} {
+		f.refused(t, f.do(t, http.MethodGet, target, basic("admin", "admin-pw")), http.StatusBadRequest, "UNSUPPORTED", "")
+	}
+	f.forwarded(t, f.do(t, http.MethodGet, "/v2/alice/x/tags/list?n=10&last=v1.2", basic("admin", "admin-pw")))
+}
+
+// Defect 6: a registry that cannot be reached is answered in the
+// registry's error format with Retry-After, counted as unavailable, and
+// logged once per interval.
+func TestProxyUnreachableRegistry(t *testing.T) {
+	f := newTestProxy(t)
+	core, logs := observer.New(zap.InfoLevel)
+	f.h.logger = zap.New(core)
+	f.up.err = caddyhttp.Error(http.StatusServiceUnavailable, errors.New("no upstreams available")) // a DialError cannot be made outside reverseproxy: e2e stops a real registry
+	for range 5 {
+		w := f.do(t, http.MethodGet, "/v2/alice/x/manifests/v1", basic("alice", "alice-pw"))
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"UNAVAILABLE"`) {
+			t.Fatalf("status %d, Retry-After %q, body %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if n := logs.FilterMessageSnippet("not reachable").Len(); n != 1 {
+		t.Fatalf("%d log lines for 5 failures in a row, want 1", n)
+	}
+	// After headers went out, an error is reverse_proxy's to report.
+	f.up.err = caddyhttp.Error(http.StatusBadGateway, errors.New("reading body: unexpected EOF"))
+	if err := f.h.ServeHTTP(httptest.NewRecorder(), authed(http.MethodGet, "/v2/alice/x/manifests/v1", basic("alice", "alice-pw")), nil); err == nil {
+		t.Fatal("a failure after the response started was swallowed")
+	}
+}
+
+func authed(method, target, auth string) *http.Request {
+	r := httptest.NewRequest(method, target, nil)
+	r.Header.Set("Authorization", auth)
+	return r
 }

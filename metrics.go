@@ -32,7 +32,7 @@ var counters = []struct {
 	{&metrics.logins, "logins_total", "result",
 		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer)."},
 	{&metrics.proxyRequests, "proxy_requests_total", "decision",
-		"Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy."},
+		"Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy, unavailable (the registry could not be reached)."},
 	{&metrics.cacheLookups, "credential_cache_lookups_total", "result",
 		"Credential cache lookups of password logins by result: hit (no password check needed) or miss."},
 	{&metrics.reloads, "policy_reloads_total", "result",

@@ -33,6 +33,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
+// writeRegistryError answers as a registry does: its version header and
+// its JSON error document with one error.
+func writeRegistryError(w http.ResponseWriter, status int, code, msg string) error {
+	w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
+	return writeJSON(w, status, errorBody{Errors: []errorEntry{{Code: code, Message: msg}}})
+}
+
 // quote makes a quoted-string for a challenge parameter.
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`

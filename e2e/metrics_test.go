@@ -105,7 +105,7 @@ func TestMetrics(t *testing.T) {
 	allowed := map[string]string{
 		"outcome":  " granted partial denied bad_request unauthorized throttled busy ",
 		"result":   " cached ok failed throttled busy unavailable hit miss ",
-		"decision": " forwarded challenged denied invalid_token insufficient_scope bad_request throttled busy ",
+		"decision": " forwarded challenged denied invalid_token insufficient_scope bad_request throttled busy unavailable ",
 		"le":       " 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf ",
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)

@@ -135,8 +135,16 @@ type throttle struct {
 type guess [16]byte
 
 type pairRecord struct {
-	wrong    []mark[guess] // the last distinct wrong guesses, oldest first
-	inflight int
+	wrong []mark[guess] // the last distinct wrong guesses, oldest first
+	// pending are the guesses being checked now. Attempts with a guess
+	// that is already pending share its turn (identical logins in
+	// parallel, a CI job's parallel pulls): they are no new guess.
+	pending map[guess]*pendingGuess
+}
+
+type pendingGuess struct {
+	attempts int
+	readyAt  time.Time // when its check may start
 }
 
 type accountRecord struct {
@@ -161,7 +169,7 @@ func newThrottle(l throttleLimits, max int) *throttle {
 	// What the throttle is for stays longest when a table is full:
 	// locked pairs and checks in flight, attacked accounts, sprayers.
 	t.pairs = expiring.New[string](max, func(p *pairRecord, now time.Time) bool {
-		return p.inflight > 0 || t.pairLock(p, now) > 0
+		return len(p.pending) > 0 || t.pairLock(p, now) > 0
 	})
 	t.accounts = expiring.New[string](max, func(a *accountRecord, now time.Time) bool { return a.free.tokens < 1 })
 	t.addresses = expiring.New[string](max, func(a *addressRecord, now time.Time) bool { return t.spraying(a, now) })

@@ -13,7 +13,15 @@ func (t *throttle) admit(a attempt, now time.Time) verdict {
 	pk := a.account + a.address
 	pair, _ := t.pairs.Get(pk, now)
 	if pair == nil {
-		pair = &pairRecord{}
+		pair = &pairRecord{pending: map[guess]*pendingGuess{}}
+	}
+	if pg := pair.pending[a.guess]; pg != nil {
+		pg.attempts++
+		return verdict{wait: max(0, pg.readyAt.Sub(now)), done: func(_ outcome, at time.Time) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			t.release(pair, a.guess)
+		}}
 	}
 	repeat := false
 	if at, ok := pair.wrongAt(a.guess); ok && now.Sub(at) < t.window {
@@ -32,7 +40,7 @@ func (t *throttle) admit(a attempt, now time.Time) verdict {
 			return verdict{refuse: true, wait: refused}
 		}
 	}
-	pair.inflight++
+	pair.pending[a.guess] = &pendingGuess{attempts: 1, readyAt: now.Add(g.wait)}
 	t.storePair(pk, pair, now)
 	return verdict{wait: g.wait, done: func(o outcome, at time.Time) {
 		t.settle(a, pk, pair, &g, trusted || repeat, o, at)
@@ -66,7 +74,7 @@ func (t *throttle) passGates(g *gates, a attempt, pair *pairRecord, now time.Tim
 	if addr != nil && t.spraying(addr, now) {
 		gs = append(gs, gate{&addr.gateNext, t.addressGate})
 	}
-	fresh := len(pair.wrong) == 0 || now.Sub(pair.wrong[len(pair.wrong)-1].at) >= t.memory
+	fresh := len(pair.pending) == 0 && (len(pair.wrong) == 0 || now.Sub(pair.wrong[len(pair.wrong)-1].at) >= t.memory)
 	switch {
 	case acct.free.take(t.accountFree, t.window, now):
 		g.refund = func() { acct.free.refund(t.accountFree) }
@@ -102,7 +110,7 @@ func (t *throttle) passGates(g *gates, a attempt, pair *pairRecord, now time.Tim
 func (t *throttle) settle(a attempt, pk string, pair *pairRecord, g *gates, own bool, o outcome, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	pair.inflight--
+	t.release(pair, a.guess)
 	switch {
 	case o == wrongPassword:
 		pair.wrong = appendDistinct(pair.wrong, mark[guess]{a.guess, now}, t.pairGuesses)
@@ -121,6 +129,15 @@ func (t *throttle) settle(a attempt, pk string, pair *pairRecord, g *gates, own 
 	t.storePair(pk, pair, now)
 }
 
+// release ends one attempt's share of a pending guess.
+func (t *throttle) release(pair *pairRecord, g guess) {
+	if pg := pair.pending[g]; pg != nil {
+		if pg.attempts--; pg.attempts == 0 {
+			delete(pair.pending, g)
+		}
+	}
+}
+
 // recordSpray notes that a.account failed from a.address.
 func (t *throttle) recordSpray(a attempt, now time.Time) {
 	addr, ok := t.addresses.Get(a.address, now)
@@ -132,8 +149,8 @@ func (t *throttle) recordSpray(a attempt, now time.Time) {
 }
 
 // pairLock is how long a pair stays locked: until the oldest of its last
-// F wrong guesses leaves the window, or a second while checks in flight
-// would take it past F.
+// F wrong guesses leaves the window, or a second while the distinct
+// guesses being checked would take it past F.
 func (t *throttle) pairLock(p *pairRecord, now time.Time) time.Duration {
 	live := 0
 	for _, w := range p.wrong {
@@ -144,7 +161,7 @@ func (t *throttle) pairLock(p *pairRecord, now time.Time) time.Duration {
 	switch {
 	case live >= t.pairGuesses:
 		return p.wrong[len(p.wrong)-t.pairGuesses].at.Add(t.window).Sub(now)
-	case live+p.inflight >= t.pairGuesses:
+	case live+len(p.pending) >= t.pairGuesses:
 		return time.Second
 	}
 	return 0

@@ -129,6 +129,28 @@ func TestThrottleCountsAttemptsInFlight(t *testing.T) {
 	}
 }
 
+// Identical logins in parallel from one address (a CI job's parallel
+// pulls with one robot's password, before the cache knows it) are one
+// guess: all are admitted, and a wrong one counts once.
+func TestThrottleParallelIdenticalLogins(t *testing.T) {
+	th := testThrottle(3, time.Minute)
+	var dones []func(outcome, time.Time)
+	for i := range 16 {
+		v := th.admit(th.newAttempt("192.0.2.1", "robot", "same", nil), epoch)
+		if !admitted(v) {
+			t.Fatalf("parallel login %d: %+v", i+1, v)
+		}
+		dones = append(dones, v.done)
+	}
+	for _, d := range dones {
+		d(wrongPassword, epoch)
+	}
+	pair, _ := th.pairs.Get(userKey("robot")+addressKey("192.0.2.1"), epoch)
+	if len(pair.wrong) != 1 || len(pair.pending) != 0 {
+		t.Fatalf("%d guesses recorded, %d pending; want 1 and 0", len(pair.wrong), len(pair.pending))
+	}
+}
+
 // A spraying address is slowed to one check per addressGate, while pairs
 // that logged in before pass at once.
 func TestThrottleSprayingAddressIsSlowed(t *testing.T) {

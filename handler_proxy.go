@@ -194,11 +194,11 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 			dropMount(r)
 		}
 	}
-	signed, err := h.policy.mint(id.Name, h.service, granted, time.Now())
+	m, err := h.policy.mint(id.Name, h.service, granted, time.Now())
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
-	r.Header.Set("Authorization", "Bearer "+signed)
+	r.Header.Set("Authorization", "Bearer "+m.raw)
 	setUser(r, id.Name)
 	return h.forward(w, r, next)
 }

@@ -724,11 +724,11 @@ func TestProxyReusesMintedTokens(t *testing.T) {
 	half := p.Lifetime / 2
 	mint := func(subject string, at time.Time) string {
 		t.Helper()
-		raw, err := p.mint(subject, testService, nil, at)
+		m, err := p.mint(subject, testService, nil, at)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return raw
+		return m.raw
 	}
 	tok := mint("k", now)
 	if mint("k", now.Add(half-time.Second)) != tok {

@@ -125,17 +125,18 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	}
 	setUser(r, id.Name)
 	d.granted = p.authorize(r.Context(), snap, id, d.service, clientIP(r), d.requested)
-	signed, claims, err := p.sign(id.Name, d.service, d.granted, now)
+	m, err := p.mint(id.Name, d.service, d.granted, now)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
 	h.log(r, req, d, grantOutcome(d.requested, d.granted), "")
 
+	// A reused token answers with its own times, as it did when fresh.
 	resp := tokenResponse{
-		Token:       signed,
-		AccessToken: signed,
-		ExpiresIn:   claims.Expiry - claims.IssuedAt,
-		IssuedAt:    time.Unix(claims.IssuedAt, 0).UTC().Format(time.RFC3339),
+		Token:       m.raw,
+		AccessToken: m.raw,
+		ExpiresIn:   m.exp - m.iat,
+		IssuedAt:    time.Unix(m.iat, 0).UTC().Format(time.RFC3339),
 	}
 	if req.oauth {
 		resp.Scope = token.FormatScopes(d.granted)

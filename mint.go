@@ -7,38 +7,52 @@ import (
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
+// minted is a signed access token and its times.
+type minted struct {
+	raw      string
+	iat, exp int64
+}
+
 // mintCache lets a policy reuse an access token it signed for the same
-// subject, service and grant, instead of signing one per request. A token
-// is reused only during the first half of its life, so the registry never
-// sees one about to expire, and nothing cached outlives the token's exp.
-// The grant itself is still decided on every request: the cache only skips
-// the signature.
-type mintCache = expiring.Map[string, string]
+// subject, service and grant, instead of signing one per request: clients
+// ask for the same token again and again (Docker per repository and per
+// expiry, a CI fleet with one robot's credentials, every proxied request).
+//
+// Reuse never gives more than a fresh decision: the caller decides the
+// grant on every request (login, refresh-token checks, the policy as it is
+// now, revocations), and only a token for exactly that grant, subject and
+// service, signed by the current key, is reused. A reload that changes
+// what a user gets, a new password or a revocation change the decision, so
+// the old token is simply not asked for. What reuse changes is only how
+// long the token has left: at least max(60 s, half its lifetime), so a
+// registry never sees one about to expire; with a lifetime of a minute
+// nothing is reused.
+type mintCache = expiring.Map[string, minted]
 
 // mintCacheSize bounds the tokens a policy keeps for reuse.
 const mintCacheSize = 10000
 
-func newMintCache(max int) *mintCache { return expiring.New[string, string](max, nil) }
+func newMintCache(max int) *mintCache { return expiring.New[string, minted](max, nil) }
 
-// sign signs a new access token for subject at service granting exactly
-// granted, issued at now.
-func (p *Policy) sign(subject, service string, granted []token.Scope, now time.Time) (string, *token.Claims, error) {
-	claims := token.NewClaims(p.Issuer, subject, service, p.Lifetime, now, token.AccessClaim(granted))
-	raw, err := p.Signer.Sign(claims)
-	return raw, claims, err
-}
+// minReuseLeft is the least life a reused token has left.
+const minReuseLeft = time.Minute
 
 // mint returns an access token for subject at service granting exactly
-// granted: a recent one from the cache, or a new one.
-func (p *Policy) mint(subject, service string, granted []token.Scope, now time.Time) (string, error) {
-	key := subject + "\x00" + service + "\x00" + token.FormatScopes(granted)
-	if raw, ok := p.minted.Get(key, now); ok {
-		return raw, nil
+// granted: a recent one from the cache, or one signed now.
+func (p *Policy) mint(subject, service string, granted []token.Scope, now time.Time) (minted, error) {
+	key := p.Signer.KeyID() + "\x00" + subject + "\x00" + service + "\x00" + token.FormatScopes(granted)
+	if m, ok := p.minted.Get(key, now); ok {
+		return m, nil
 	}
-	raw, claims, err := p.sign(subject, service, granted, now)
+	claims := token.NewClaims(p.Issuer, subject, service, p.Lifetime, now, token.AccessClaim(granted))
+	raw, err := p.Signer.Sign(claims)
 	if err != nil {
-		return "", err
+		return minted{}, err
 	}
-	p.minted.Put(key, raw, time.Unix(claims.IssuedAt, 0).Add(p.Lifetime/2), now)
-	return raw, nil
+	m := minted{raw: raw, iat: claims.IssuedAt, exp: claims.Expiry}
+	reuseUntil := time.Unix(m.exp, 0).Add(-max(minReuseLeft, p.Lifetime/2))
+	if reuseUntil.After(now) {
+		p.minted.Put(key, m, reuseUntil, now)
+	}
+	return m, nil
 }

@@ -51,6 +51,7 @@ type ProxyHandler struct {
 
 	service        string
 	proxy          caddyhttp.MiddlewareHandler // the loaded reverse_proxy
+	verified       *verifiedTokens
 	unreachableLog *rareLog
 }
 
@@ -82,6 +83,7 @@ func (h *ProxyHandler) Provision(ctx caddy.Context) (err error) {
 		return fmt.Errorf("upstream: %v", err)
 	}
 	h.proxy = mod.(caddyhttp.MiddlewareHandler)
+	h.verified = newVerifiedTokens(verifiedTokensSize)
 	h.unreachableLog = &rareLog{interval: unreachableLogInterval}
 	return nil
 }
@@ -122,36 +124,6 @@ func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 
 func hasScheme(header, scheme string) bool {
 	return len(header) > len(scheme) && strings.EqualFold(header[:len(scheme)], scheme) && header[len(scheme)] == ' '
-}
-
-// serveBearer checks a token the client already holds. We verify it
-// ourselves: the registry behind may run without auth.
-func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, route token.Route, raw string) error {
-	claims, err := h.policy.Signer.VerifyAccess(raw, h.policy.Issuer, []string{h.service}, time.Now())
-	if err != nil {
-		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "invalid token", "invalid_token", &route)
-	}
-	if !route.Base && !covers(claims.Access, route.Scope) {
-		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "insufficient scope", "insufficient_scope", &route)
-	}
-	if route.MountFrom != nil && !covers(claims.Access, *route.MountFrom) {
-		dropMount(r)
-	}
-	setUser(r, claims.Subject)
-	return h.forward(w, r, next)
-}
-
-// covers reports whether a token's access claim holds every action of s.
-func covers(access []token.Access, s token.Scope) bool {
-	var held token.Actions
-	for _, a := range access {
-		if a.Type == s.Type && a.Name == s.Name {
-			for _, act := range a.Actions {
-				held |= token.ParseAction(act)
-			}
-		}
-	}
-	return held&s.Actions == s.Actions
 }
 
 // serveCredentials handles Basic credentials or none: authenticate,

@@ -71,6 +71,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 			service:        testService,
 			proxy:          up,
 			unreachableLog: &rareLog{interval: time.Minute},
+			verified:       newVerifiedTokens(100),
 		},
 		up: up,
 	}
@@ -816,4 +817,29 @@ func authed(method, target, auth string) *http.Request {
 	r := httptest.NewRequest(method, target, nil)
 	r.Header.Set("Authorization", auth)
 	return r
+}
+
+// The proxy remembers the bearer tokens it verified until they expire,
+// and only for the signer that verified them.
+func TestProxyRemembersVerifiedTokens(t *testing.T) {
+	f := newTestProxy(t)
+	now := time.Now()
+	raw := f.sign(t, "alice", scope("alice/x", token.Pull))
+	if _, err := f.h.verify(raw, now); err != nil {
+		t.Fatal(err)
+	}
+	if f.h.verified.Len() != 1 {
+		t.Fatalf("%d tokens remembered, want 1", f.h.verified.Len())
+	}
+	if _, err := f.h.verify(raw, now.Add(5*time.Minute+token.VerifyLeeway+time.Second)); err == nil {
+		t.Fatal("a remembered token was accepted past its expiry")
+	}
+	if _, err := f.h.verify("not.a.token", now); err == nil || f.h.verified.Len() != 1 {
+		t.Fatalf("a bad token: %v, %d remembered", err, f.h.verified.Len())
+	}
+	other := newTestHandler(t).policy.Signer
+	f.h.policy.Signer = other
+	if _, err := f.h.verify(raw, now); err == nil {
+		t.Fatal("a token remembered for the old signer was accepted after the signer changed")
+	}
 }

@@ -21,23 +21,34 @@ var metrics struct {
 }
 
 // counters are the plugin's counters: where each is kept, its name, its
-// one label and what it counts.
+// one label, the label's values and what it counts.
 var counters = []struct {
 	dst         **prometheus.CounterVec
 	name, label string
+	values      []string
 	help        string
 }{
 	{&metrics.tokenRequests, "token_requests_total", "outcome",
+		[]string{"granted", "partial", "denied", "bad_request", "unauthorized", "throttled", "busy"},
 		"Token endpoint requests by outcome: granted, partial, denied, bad_request, unauthorized, throttled, busy."},
 	{&metrics.logins, "logins_total", "result",
+		[]string{"cached", "ok", "failed", "throttled", "busy", "unavailable"},
 		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer)."},
 	{&metrics.proxyRequests, "proxy_requests_total", "decision",
+		[]string{"forwarded", "challenged", "denied", "invalid_token", "insufficient_scope", "bad_request", "throttled", "busy", "unavailable"},
 		"Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy, unavailable (the registry could not be reached)."},
 	{&metrics.cacheLookups, "credential_cache_lookups_total", "result",
+		[]string{"hit", "miss"},
 		"Credential cache lookups of password logins by result: hit (no password check needed) or miss."},
 	{&metrics.reloads, "policy_reloads_total", "result",
+		[]string{"ok", "failed"},
 		"Reloads of changed policy and htpasswd files by result: ok, or failed (the previous policy stays in force)."},
 }
+
+// children are the counters of every label value, made once: counting on
+// every request then costs a map lookup and an atomic add, not the
+// hashing of the label that CounterVec does.
+var children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
 
 // registerMetrics creates the collectors once per process and registers
 // them with a config's registry (each config reload has a new one).
@@ -46,6 +57,10 @@ func registerMetrics(reg *prometheus.Registry) error {
 	metrics.once.Do(func() {
 		for _, c := range counters {
 			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, []string{c.label})
+			children[*c.dst] = map[string]prometheus.Counter{}
+			for _, v := range c.values {
+				children[*c.dst][v] = (*c.dst).WithLabelValues(v)
+			}
 		}
 		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
@@ -66,9 +81,15 @@ func registerMetrics(reg *prometheus.Registry) error {
 }
 
 // count adds one to a counter if the metrics exist (unit tests build
-// handlers without Caddy, so without them).
+// handlers without Caddy, so without them). A label value outside the
+// counter's fixed set is a bug; it is still counted.
 func count(v *prometheus.CounterVec, label string) {
-	if v != nil {
-		v.WithLabelValues(label).Inc()
+	if v == nil {
+		return
 	}
+	if c, ok := children[v][label]; ok {
+		c.Inc()
+		return
+	}
+	v.WithLabelValues(label).Inc()
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
+	"sync"
 	"time"
 
 	"github.com/regauth/caddy-registry-auth/internal/expiring"
@@ -23,9 +25,11 @@ import (
 // remembered. One cache serves every reload of a policy, since stale
 // entries cannot match.
 type CredentialCache struct {
-	key     [32]byte
 	ttl     time.Duration
 	entries *expiring.Map[CacheKey, remembered]
+	// macs are HMACs under the cache's key, reused: a key is computed on
+	// every login, and a new HMAC costs more than the hashing.
+	macs sync.Pool
 }
 
 // CacheKey identifies one set of credentials checked against one binding.
@@ -47,14 +51,18 @@ type remembered struct {
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
 // most max of them.
 func NewCredentialCache(ttl time.Duration, max int) *CredentialCache {
+	var key [32]byte
+	_, _ = rand.Read(key[:]) // crypto/rand.Read never fails since Go 1.24
 	c := &CredentialCache{ttl: ttl, entries: expiring.New[CacheKey, remembered](max, nil)}
-	_, _ = rand.Read(c.key[:]) // crypto/rand.Read never fails since Go 1.24
+	c.macs.New = func() any { return hmac.New(sha256.New, key[:]) }
 	return c
 }
 
 // Key is the cache key of name and password checked against binding.
 func (c *CredentialCache) Key(name, password string, binding []byte) CacheKey {
-	m := hmac.New(sha256.New, c.key[:])
+	m := c.macs.Get().(hash.Hash)
+	defer c.macs.Put(m)
+	m.Reset()
 	// Lengths first, so that no two different triples run together alike.
 	var lens [12]byte
 	for i, n := range []int{len(name), len(password), len(binding)} {

@@ -38,7 +38,7 @@ func (r result) String() string {
 // or total requests were sent (whichever is set), counting as failures
 // the answers whose status is not want.
 func load(concurrency int, duration time.Duration, total int, want int, newReq func() *http.Request) result {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency, TLSClientConfig: clientTLS()}}
 	ctx, cancel := context.WithTimeout(context.Background(), max(duration, 10*time.Minute))
 	defer cancel()
 	deadline := time.Now().Add(duration)

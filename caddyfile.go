@@ -2,6 +2,8 @@ package registryauth
 
 import (
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -413,12 +415,19 @@ func appendRule(d *caddyfile.Dispenser, rules *[]policy.Rule) error {
 		Subjects:  strings.Split(args[0], ","),
 		Actions:   strings.Split(args[1], ","),
 		Resources: args[2:],
+		Origin:    origin(d),
 	}
 	if err := policy.CheckRule(rule); err != nil {
 		return d.Errf("%s: %v", effect, err)
 	}
 	*rules = append(*rules, rule)
 	return nil
+}
+
+// origin names where the current line was written, for explanations and
+// audit lines: the file's base name and the line.
+func origin(d *caddyfile.Dispenser) string {
+	return fmt.Sprintf("%s:%d", filepath.Base(d.File()), d.Line())
 }
 
 // appendGuest reads `authenticator <module> [{...}]` (or authorizer): the

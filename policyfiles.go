@@ -2,12 +2,14 @@ package registryauth
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -104,70 +106,31 @@ func (pc *PolicyConfig) reloadEvery(watched bool) (time.Duration, error) {
 // any of their contents does.
 func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warnings []string, err error) {
 	sum := sha256.New()
-	cfg = s.base
-	cfg.Users = append([]policy.User(nil), s.base.Users...)
-	cfg.HtpasswdFiles = append([]string(nil), s.base.HtpasswdFiles...)
-	cfg.Rules = append([]policy.Rule(nil), s.base.Rules...)
-	cfg.Groups = map[string][]string{}
-	for g, members := range s.base.Groups {
-		cfg.Groups[g] = append([]string(nil), members...)
-	}
-	// Where each user is defined, so that a name defined twice is an
-	// error naming both places.
-	definedIn := map[string]string{}
+	m := &merger{cfg: clonePolicy(s.base), definedIn: map[string]string{}}
 	for _, u := range s.base.Users {
-		definedIn[u.Name] = "the policy's own users"
+		m.definedIn[u.Name] = "the policy's own users"
 	}
-	alauda := ""
 	for i, f := range s.files {
 		paths, err := policyFilePaths(f.Path)
+		if err == nil && f.Format == FormatAlauda {
+			err = m.oneAlauda(paths)
+		}
 		if err != nil {
 			return cfg, digest, nil, fmt.Errorf("files[%d]: %v", i, err)
 		}
-		if f.Format == FormatAlauda {
-			// alauda merges several configs user by user (a user's rules
-			// in one replace those in another, and its _anonymous
-			// fallback depends on them all): converting them one by one
-			// and joining the results would grant more.
-			for _, path := range paths {
-				if alauda != "" {
-					return cfg, digest, nil, fmt.Errorf("files[%d]: %s: a policy reads one alauda config; %s is another: merge them into one file", i, path, alauda)
-				}
-				alauda = path
-			}
-		}
 		for _, path := range paths {
 			data, err := readBounded(path)
+			if err == nil {
+				fmt.Fprintf(sum, "%s\x00%d\x00", path, len(data))
+				sum.Write(data)
+				err = m.add(path, f.Format, data)
+			}
 			if err != nil {
 				return cfg, digest, nil, fmt.Errorf("files[%d]: %v", i, err)
 			}
-			fmt.Fprintf(sum, "%s\x00%d\x00", path, len(data))
-			sum.Write(data)
-			part, warns, err := parsePolicyFile(f.Format, data)
-			if err == nil {
-				err = policy.Check(part)
-			}
-			if err != nil {
-				return cfg, digest, nil, fmt.Errorf("files[%d]: %s: %v", i, path, err)
-			}
-			for _, u := range part.Users {
-				if other, dup := definedIn[u.Name]; dup {
-					return cfg, digest, nil, fmt.Errorf("files[%d]: %s: user %q is also defined in %s", i, path, u.Name, other)
-				}
-				definedIn[u.Name] = path
-			}
-			for _, w := range warns {
-				warnings = append(warnings, path+": "+w)
-			}
-			cfg.Users = append(cfg.Users, part.Users...)
-			cfg.HtpasswdFiles = append(cfg.HtpasswdFiles, part.HtpasswdFiles...)
-			cfg.Rules = append(cfg.Rules, part.Rules...)
-			for g, members := range part.Groups {
-				cfg.Groups[g] = append(cfg.Groups[g], members...)
-			}
 		}
 	}
-	for _, path := range cfg.HtpasswdFiles {
+	for _, path := range m.cfg.HtpasswdFiles {
 		// Read here only to notice changes; policy.Compile parses them.
 		data, err := readBounded(path)
 		if err != nil {
@@ -177,7 +140,82 @@ func (s *policySource) read() (cfg policy.Config, digest [sha256.Size]byte, warn
 		sum.Write(data)
 	}
 	sum.Sum(digest[:0])
-	return cfg, digest, warnings, nil
+	return m.cfg, digest, m.warnings, nil
+}
+
+// merger joins policy files to a policy, one by one.
+type merger struct {
+	cfg      policy.Config
+	warnings []string
+	// definedIn says where each user is defined, so that a name defined
+	// twice is an error naming both places.
+	definedIn map[string]string
+	alauda    string // the one alauda config, once read
+}
+
+// oneAlauda refuses a second alauda config: alauda merges several configs
+// user by user (a user's rules in one replace those in another, and its
+// _anonymous fallback depends on them all), so converting them one by one
+// and joining the results would grant more.
+func (m *merger) oneAlauda(paths []string) error {
+	for _, path := range paths {
+		if m.alauda != "" {
+			return fmt.Errorf("%s: a policy reads one alauda config; %s is another: merge them into one file", path, m.alauda)
+		}
+		m.alauda = path
+	}
+	return nil
+}
+
+// add checks one file on its own and joins it, its rules named by where
+// they were written.
+func (m *merger) add(path, format string, data []byte) error {
+	part, warns, err := parsePolicyFile(format, data)
+	if err == nil {
+		err = policy.Check(part)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	for _, u := range part.Users {
+		if other, dup := m.definedIn[u.Name]; dup {
+			return fmt.Errorf("%s: user %q is also defined in %s", path, u.Name, other)
+		}
+		m.definedIn[u.Name] = path
+	}
+	for _, w := range warns {
+		m.warnings = append(m.warnings, path+": "+w)
+	}
+	for j := range part.Rules {
+		part.Rules[j].Origin = cmp.Or(part.Rules[j].Origin, fmt.Sprintf("%s rules[%d]", path, j))
+	}
+	for j := range part.ImmutableTags {
+		part.ImmutableTags[j].Origin = cmp.Or(part.ImmutableTags[j].Origin, fmt.Sprintf("%s immutable_tags[%d]", path, j))
+	}
+	c := &m.cfg
+	c.Users = append(c.Users, part.Users...)
+	c.HtpasswdFiles = append(c.HtpasswdFiles, part.HtpasswdFiles...)
+	c.Rules = append(c.Rules, part.Rules...)
+	c.ImmutableTags = append(c.ImmutableTags, part.ImmutableTags...)
+	for g, members := range part.Groups {
+		c.Groups[g] = append(c.Groups[g], members...)
+	}
+	return nil
+}
+
+// clonePolicy copies a policy's lists, so that merging into the copy
+// leaves the original as it was.
+func clonePolicy(base policy.Config) policy.Config {
+	cfg := base
+	cfg.Users = slices.Clone(base.Users)
+	cfg.HtpasswdFiles = slices.Clone(base.HtpasswdFiles)
+	cfg.Rules = slices.Clone(base.Rules)
+	cfg.ImmutableTags = slices.Clone(base.ImmutableTags)
+	cfg.Groups = map[string][]string{}
+	for g, members := range base.Groups {
+		cfg.Groups[g] = slices.Clone(members)
+	}
+	return cfg
 }
 
 // compile reads the files and compiles the whole policy.

@@ -21,15 +21,19 @@ type Config struct {
 	Groups map[string][]string `json:"groups,omitempty"`
 	// Rules allow and deny actions. See Rule.
 	Rules []Rule `json:"rules,omitempty"`
+	// ImmutableTags protect tags from being moved or deleted. See
+	// ImmutableTags.
+	ImmutableTags []ImmutableTags `json:"immutable_tags,omitempty"`
 }
 
 // Compiled is a checked Config prepared for fast evaluation: its users,
 // their groups and its rules. It is safe for concurrent use and never
 // changes; a policy that changes is compiled again.
 type Compiled struct {
-	users    *Users
-	groupsOf map[string][]string
-	rules    *Rules
+	users     *Users
+	groupsOf  map[string][]string
+	rules     *Rules
+	immutable []compiledImmutable
 }
 
 // Option tunes compiled users.
@@ -54,7 +58,11 @@ func Compile(cfg Config, opts ...Option) (*Compiled, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Compiled{users: users, groupsOf: groupsOf, rules: rules}, append(warnings, more...), nil
+	immutable, err := compileAllImmutable(cfg.ImmutableTags)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Compiled{users: users, groupsOf: groupsOf, rules: rules, immutable: immutable}, append(warnings, more...), nil
 }
 
 // compileGroups inverts the groups map: the groups of each member.
@@ -93,8 +101,10 @@ func Check(cfg Config) error {
 	if _, ok := cfg.Groups[""]; ok {
 		return fmt.Errorf("groups: empty group name")
 	}
-	_, err = CompileRules(cfg.Rules)
-	return err
+	if _, err = CompileRules(cfg.Rules); err != nil {
+		return err
+	}
+	return CheckImmutableTags(cfg.ImmutableTags)
 }
 
 // Users are the policy's own users.
@@ -120,6 +130,24 @@ func (c *Compiled) User(name string) (Identity, bool) {
 		return Identity{}, false
 	}
 	return Identity{Name: name, Groups: c.groupsOf[name]}, true
+}
+
+// ForeignGroups are the groups of id that the policy's own groups map did
+// not give it (a directory's, an identity provider's) and that its rules
+// name: what a token must carry for the subject's groups to be known
+// again when the token comes back.
+func (c *Compiled) ForeignGroups(id Identity) []string {
+	own := map[string]bool{}
+	for _, g := range c.groupsOf[id.Name] {
+		own[g] = true
+	}
+	var out []string
+	for _, g := range id.Groups {
+		if !own[g] && c.rules.Named(g) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // WithGroups adds the groups the policy itself gives id's user (its

@@ -37,6 +37,11 @@ type Rule struct {
 	// "registry:catalog" for the repository list, which is granted with
 	// the action "*" only.
 	Resources []string `json:"resources"`
+	// Origin says where the rule was written, for explanations and
+	// audit lines: "Caddyfile:12", "/etc/policy.d/team.json rules[3]".
+	// The Caddyfile adapter and policy files set it; rules stated in JSON
+	// are named by their index.
+	Origin string `json:"origin,omitempty"`
 }
 
 type subjects struct {
@@ -48,6 +53,7 @@ type subjects struct {
 }
 
 type compiledRule struct {
+	origin   string
 	deny     bool
 	who      subjects
 	actions  token.Actions
@@ -57,21 +63,69 @@ type compiledRule struct {
 
 // Rules are compiled rules, safe for concurrent use.
 type Rules struct {
-	list []compiledRule
+	list   []compiledRule
+	groups map[string]bool // the groups rules name
 }
 
 // CompileRules checks and compiles rules. An error names the rule's index
 // and the field at fault.
 func CompileRules(rules []Rule) (*Rules, error) {
-	r := &Rules{}
+	r := &Rules{groups: map[string]bool{}}
 	for i, rule := range rules {
 		c, err := compileRule(rule)
 		if err != nil {
-			return nil, fmt.Errorf("rules[%d]: %v", i, err)
+			return nil, fmt.Errorf("%s: %v", originOf(rule, i), err)
 		}
+		c.origin = originOf(rule, i)
 		r.list = append(r.list, c)
+		for g := range c.who.groups {
+			r.groups[g] = true
+		}
 	}
 	return r, nil
+}
+
+// originOf names a rule in errors and explanations.
+func originOf(r Rule, i int) string {
+	if r.Origin != "" {
+		return r.Origin
+	}
+	return fmt.Sprintf("rules[%d]", i)
+}
+
+// Named reports whether a rule names the group: only such groups can
+// change what the rules grant.
+func (r *Rules) Named(group string) bool { return r.groups[group] }
+
+// Reason is one rule that spoke about a requested resource: where it was
+// written, whether it denies, and the actions it gives or takes away.
+type Reason struct {
+	Origin  string
+	Deny    bool
+	Actions token.Actions
+}
+
+// Explain is Decide with its reasons: every matching rule that gives or
+// takes away an action on want's resource, in the order written.
+func (r *Rules) Explain(id Identity, want token.Scope) (granted token.Actions, reasons []Reason) {
+	var allowed, denied token.Actions
+	for i := range r.list {
+		c := &r.list[i]
+		if !c.who.match(id) {
+			continue
+		}
+		a := c.holds(want, id.Name)
+		if a == 0 {
+			continue
+		}
+		if c.deny {
+			denied |= a
+		} else {
+			allowed |= a
+		}
+		reasons = append(reasons, Reason{Origin: c.origin, Deny: c.deny, Actions: a})
+	}
+	return Limit(allowed, denied) & want.Actions, reasons
 }
 
 // Authorize returns the part of requested that id holds: for each

@@ -24,6 +24,12 @@ type Claims struct {
 	// Fingerprint, in refresh tokens, is a keyed hash of the user's
 	// password hash when the token was issued: a new password revokes it.
 	Fingerprint string `json:"fpr,omitempty"`
+	// Groups, in access tokens, are the groups a source other than the
+	// policy itself (a directory, an identity provider) gave the subject
+	// and that the policy's rules name: the proxy needs them to work out
+	// what a bearer of the token may see (its catalog). Registries ignore
+	// claims they do not know.
+	Groups []string `json:"grp,omitempty"`
 	// IssuedAtNano, in refresh tokens, is the issue time in nanoseconds:
 	// iat has whole seconds, and a revocation must tell a token issued
 	// just before it from one issued just after, in the same second.

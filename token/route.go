@@ -22,6 +22,9 @@ type Route struct {
 	// Known is false for /v2/ paths that are not in the distribution API;
 	// they need pull and push on the repository the path names.
 	Known bool
+	// Manifest is the reference (a tag or a digest) of a manifests route,
+	// "" for every other route.
+	Manifest string
 }
 
 // ErrBadRoute is returned for /v2/ paths whose repository name is invalid
@@ -85,6 +88,9 @@ func ParseRoute(method, path, mount, from string) (Route, error) {
 		return Route{}, ErrBadRoute
 	}
 	r := Route{Scope: Scope{Type: TypeRepository, Name: name, Actions: actions}, Known: known}
+	if known && nameEnd == n-2 && comps[n-2] == "manifests" {
+		r.Manifest = last
+	}
 	if known && method == http.MethodPost && nameEnd == n-3 && last == "" && mount != "" && ValidRepositoryName(from) {
 		r.MountFrom = &Scope{Type: TypeRepository, Name: from, Actions: Pull}
 	}

@@ -445,3 +445,22 @@ func FuzzParseRoute(f *testing.F) {
 		}
 	})
 }
+
+func TestRouteManifestReference(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v2/team/app/manifests/v1.2":          "v1.2",
+		"/v2/team/app/manifests/sha256:abc123": "sha256:abc123",
+		"/v2/team/app/blobs/sha256:abc123":     "",
+		"/v2/team/app/tags/list":               "",
+		"/v2/manifests/manifests/latest":       "latest",
+		"/v2/team/app/manifests/":              "",
+	} {
+		r, err := token.ParseRoute("PUT", path, "", "")
+		if err != nil && want != "" {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if r.Manifest != want {
+			t.Errorf("%s: reference %q, want %q", path, r.Manifest, want)
+		}
+	}
+}

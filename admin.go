@@ -1,6 +1,8 @@
 package registryauth
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -40,7 +42,10 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 
 // Routes returns the admin routes.
 func (a *adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/registry_auth/revocations", Handler: caddy.AdminHandlerFunc(a.revocations)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/registry_auth/revocations", Handler: caddy.AdminHandlerFunc(a.revocations)},
+		{Pattern: "/registry_auth/explain", Handler: caddy.AdminHandlerFunc(a.explain)},
+	}
 }
 
 // revokeRequest is the body of a revocation.
@@ -108,6 +113,31 @@ func (a *adminAPI) revocations(w http.ResponseWriter, r *http.Request) error {
 		return json.NewEncoder(w).Encode(rev)
 	}
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("GET or POST")}
+}
+
+// explain answers what `caddy registry-auth explain` prints, from the
+// running configuration (policy files as loaded now):
+//
+//	GET /registry_auth/explain?policy=NAME&user=NAME|-&group=G&scope=SCOPE...
+//
+// It never authenticates anyone: it takes the user and groups as given.
+func (a *adminAPI) explain(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("GET")}
+	}
+	q := r.URL.Query()
+	req := explainRequest{policy: cmp.Or(q.Get("policy"), DefaultPolicy), user: q.Get("user"), groups: q["group"], scopes: q["scope"]}
+	p, err := policyFromContext(caddy.ActiveContext(), req.policy)
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: err}
+	}
+	var out bytes.Buffer
+	if _, err := req.write(&out, p.Current(), len(p.authorizers) > 0); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err = w.Write(out.Bytes())
+	return err
 }
 
 // Interface guards.

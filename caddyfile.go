@@ -55,6 +55,7 @@ func init() {
 //		group    <name> <member...>
 //		allow    <subject[,subject...]> <action[,action...]> <resource...>
 //		deny     <subject[,subject...]> <action[,action...]> <resource...>
+//		immutable_tags  <repository-glob> <tag-glob...>
 //		policy_file     <path> [native|docker_auth|alauda]
 //		reload_interval <duration>|off
 //		authenticator   <module> [{...}]
@@ -122,6 +123,18 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"group":    repeatable(func(d *caddyfile.Dispenser) error { return pc.groupLine(d) }),
 		"allow":    repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
 		"deny":     repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
+		"immutable_tags": repeatable(func(d *caddyfile.Dispenser) error {
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("want: immutable_tags <repository-glob> <tag-glob...>")
+			}
+			it := policy.ImmutableTags{Repositories: args[0], Tags: args[1:], Origin: origin(d)}
+			if err := policy.CheckImmutableTags([]policy.ImmutableTags{it}); err != nil {
+				return d.Errf("immutable_tags: %v", strings.TrimPrefix(err.Error(), "immutable_tags[0]: "))
+			}
+			pc.ImmutableTags = append(pc.ImmutableTags, it)
+			return nil
+		}),
 		"policy_file": repeatable(func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {

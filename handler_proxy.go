@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -53,6 +54,7 @@ type ProxyHandler struct {
 	proxy          caddyhttp.MiddlewareHandler // the loaded reverse_proxy
 	verified       *verifiedTokens
 	unreachableLog *rareLog
+	tags           *tagLocks
 }
 
 // CaddyModule returns the Caddy module information.
@@ -68,6 +70,7 @@ func (h *ProxyHandler) Provision(ctx caddy.Context) (err error) {
 	if h.TokenPath == "" {
 		h.TokenPath = DefaultTokenPath
 	}
+	h.TokenHandler.inProxy = true
 	if err = h.TokenHandler.Provision(ctx); err != nil {
 		return err
 	}
@@ -84,6 +87,7 @@ func (h *ProxyHandler) Provision(ctx caddy.Context) (err error) {
 	}
 	h.proxy = mod.(caddyhttp.MiddlewareHandler)
 	h.verified = newVerifiedTokens(verifiedTokensSize)
+	h.tags = new(tagLocks)
 	h.unreachableLog = &rareLog{interval: unreachableLogInterval}
 	return nil
 }
@@ -157,22 +161,62 @@ func (h *ProxyHandler) serveCredentials(w http.ResponseWriter, r *http.Request, 
 		}
 		granted = h.policy.authorize(r.Context(), snap, id, h.service, clientIP(r), requested)
 		if len(granted) == 0 || granted[0] != route.Scope {
+			if route.Scope.Type == token.TypeRegistry && !id.Anonymous() {
+				return h.serveCatalog(w, r, snap, id, route)
+			}
 			if id.Anonymous() {
 				return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", "", &route)
 			}
-			return h.refuse(w, r, http.StatusForbidden, "DENIED", "requested access to the resource is denied", "", &route)
+			missing := route.Scope.Actions
+			if len(granted) > 0 && granted[0].Name == route.Scope.Name {
+				missing &^= granted[0].Actions
+			}
+			msg := fmt.Sprintf("requested access to the resource is denied: %s on %s", strings.Join(missing.Strings(), ","), route.Scope.Name)
+			return h.deny(w, r, id.Name, msg, explainRefusal(snap, id, route.Scope))
 		}
 		if route.MountFrom != nil && len(granted) < 2 {
 			dropMount(r)
 		}
 	}
-	m, err := h.policy.mint(id.Name, h.service, granted, time.Now())
+	m, err := h.policy.mint(snap, id, h.service, granted, time.Now())
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
 	r.Header.Set("Authorization", "Bearer "+m.raw)
-	setUser(r, id.Name)
+	return h.pass(w, r, next, snap, id.Name, route)
+}
+
+// pass forwards an authorized request, unless it would move or remove an
+// immutable tag.
+func (h *ProxyHandler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *policy.Compiled, user string, route token.Route) error {
+	done, err := h.guardTags(r, snap, route)
+	var imm errImmutable
+	switch {
+	case errors.As(err, &imm):
+		return h.deny(w, r, user, imm.msg, "immutable tag rule "+imm.rule)
+	case err != nil:
+		h.logger.Error("could not learn whether a tag is immutable; refused", zap.String("path", r.URL.Path), zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return h.refuse(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", "the registry could not say whether the tag is immutable; try again", "", nil)
+	}
+	defer done()
+	setUser(r, user)
 	return h.forward(w, r, next)
+}
+
+// deny answers 403 DENIED with a message that says what was refused
+// (never the policy), and names in the audit line the rules that decided.
+func (h *ProxyHandler) deny(w http.ResponseWriter, r *http.Request, user, msg, rules string) error {
+	count(metrics.proxyRequests, "denied")
+	h.logger.Info("registry request refused",
+		zap.Int("status", http.StatusForbidden),
+		zap.String("reason", msg),
+		zap.String("rules", rules),
+		zap.String("user", truncate(user, 128)),
+		zap.String("client_ip", clientIP(r)),
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path))
+	return writeRegistryError(w, http.StatusForbidden, "DENIED", msg)
 }
 
 // refuse answers as the registry would: its JSON error body and version

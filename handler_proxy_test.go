@@ -6,9 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -29,15 +33,23 @@ const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234
 // StartBlobUpload does (r.FormValue: a form body first, then the query).
 type fakeUpstream struct {
 	calls       int
+	internal    int // the proxy's own questions
 	method      string
 	url         url.URL
 	auth        []string
 	header      http.Header
 	mount, from string
-	err         error // returned, with nothing written, when set
+	err         error             // returned, with nothing written, when set
+	catalog     []string          // what /v2/_catalog lists, in order, as a registry pages it
+	tags        map[string]string // repository:tag -> digest, for the proxy's questions about tags
 }
 
 func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if subjectOf(r) == internalSubject {
+		// The proxy's own question (a catalog page, a tag's digest).
+		u.internal++
+		return u.serveInternal(w, r)
+	}
 	u.calls++
 	u.method = r.Method
 	u.url = *r.URL
@@ -49,6 +61,62 @@ func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// subjectOf reads the subject of a request's bearer token, unverified.
+func subjectOf(r *http.Request) string {
+	parts := strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ Sub string }
+	_ = json.Unmarshal(payload, &c)
+	return c.Sub
+}
+
+func (u *fakeUpstream) serveInternal(w http.ResponseWriter, r *http.Request) error {
+	route, err := token.ParseRoute(r.Method, r.URL.Path, "", "")
+	switch {
+	case r.URL.Path == "/v2/_catalog":
+		return u.serveCatalog(w, r)
+	case err == nil && route.Manifest != "" && r.Method == http.MethodHead:
+		if d, ok := u.tags[route.Scope.Name+":"+route.Manifest]; ok {
+			w.Header().Set("Docker-Content-Digest", d)
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+	case err == nil && strings.HasSuffix(r.URL.Path, "/tags/list"):
+		var tags []string
+		for k := range u.tags {
+			if repo, tag, _ := strings.Cut(k, ":"); repo == route.Scope.Name {
+				tags = append(tags, tag)
+			}
+		}
+		sort.Strings(tags)
+		return writeJSON(w, http.StatusOK, map[string][]string{"tags": tags})
+	}
+	w.WriteHeader(http.StatusNotFound)
+	return nil
+}
+
+// serveCatalog pages the catalog as distribution does: the names after
+// last, at most n, and a Link when more follow.
+func (u *fakeUpstream) serveCatalog(w http.ResponseWriter, r *http.Request) error {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	last := r.URL.Query().Get("last")
+	var page []string
+	i := 0
+	for i < len(u.catalog) && u.catalog[i] <= last {
+		i++
+	}
+	for ; i < len(u.catalog) && len(page) < n; i++ {
+		page = append(page, u.catalog[i])
+	}
+	if i < len(u.catalog) {
+		w.Header().Set("Link", fmt.Sprintf(`</v2/_catalog?last=%s&n=%d>; rel="next"`, page[len(page)-1], n))
+	}
+	return writeJSON(w, http.StatusOK, map[string][]string{"repositories": page})
 }
 
 type proxyFixture struct {
@@ -72,6 +140,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 			proxy:          up,
 			unreachableLog: &rareLog{interval: time.Minute},
 			verified:       newVerifiedTokens(100),
+			tags:           new(tagLocks),
 		},
 		up: up,
 	}
@@ -79,7 +148,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 
 func (f *proxyFixture) serve(t *testing.T, r *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
-	*f.up, f.nextCalls = fakeUpstream{err: f.up.err}, 0
+	*f.up, f.nextCalls = fakeUpstream{err: f.up.err, catalog: f.up.catalog, tags: f.up.tags}, 0
 	w := httptest.NewRecorder()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		f.nextCalls++
@@ -376,7 +445,6 @@ func TestProxyBearer(t *testing.T) {
 			{http.MethodPut, "/v2/lib/x/manifests/v1", []token.Scope{scope("lib/x", token.Pull)}, "repository:lib/x:pull,push"},
 			{http.MethodGet, "/v2/lib/y/manifests/v1", []token.Scope{scope("lib/x", token.Pull)}, "repository:lib/y:pull"},
 			{http.MethodDelete, "/v2/lib/x/manifests/" + testDigest, []token.Scope{scope("lib/x", token.Pull|token.Push)}, "repository:lib/x:delete"},
-			{http.MethodGet, "/v2/_catalog", []token.Scope{scope("catalog", token.Every)}, "registry:catalog:*"},
 			{http.MethodGet, "/v2/lib/x/other", []token.Scope{scope("lib/x", token.Pull)}, "repository:lib/x:pull,push"},
 		} {
 			f := newTestProxy(t)
@@ -628,7 +696,9 @@ func TestProxyCatalog(t *testing.T) {
 			t.Fatalf("query %q", f.up.url.RawQuery)
 		}
 	})
-	t.Run("alice is denied", func(t *testing.T) {
+	t.Run("a user who may pull nothing is denied", func(t *testing.T) {
+		f.up.catalog = []string{"admin/a", "other/b"}
+		defer func() { f.up.catalog = nil }()
 		f.refused(t, f.do(t, http.MethodGet, "/v2/_catalog", basic("alice", "alice-pw")), http.StatusForbidden, "DENIED", "")
 	})
 	t.Run("anonymous is challenged", func(t *testing.T) {
@@ -725,7 +795,7 @@ func TestProxyReusesMintedTokens(t *testing.T) {
 	half := p.Lifetime / 2
 	mint := func(subject string, at time.Time) string {
 		t.Helper()
-		m, err := p.mint(subject, testService, nil, at)
+		m, err := p.mint(p.Current(), Identity{Name: subject}, testService, nil, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -843,3 +913,29 @@ func TestProxyRemembersVerifiedTokens(t *testing.T) {
 		t.Fatal("a token remembered for the old signer was accepted after the signer changed")
 	}
 }
+
+// compileWith is newTestHandler's policy with more rules (JSON objects).
+func compileWith(t *testing.T, rules ...string) *policy.Compiled {
+	t.Helper()
+	var extra []policy.Rule
+	for _, r := range rules {
+		var rule policy.Rule
+		if err := json.Unmarshal([]byte(r), &rule); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, rule)
+	}
+	c, _, err := policy.Compile(policy.Config{
+		Users: []policy.User{{Name: "alice", Password: storedHashes["alice-pw"]}, {Name: "admin", Password: storedHashes["admin-pw"]}},
+		Rules: append([]policy.Rule{
+			{Effect: "allow", Subjects: []string{"user:alice"}, Actions: []string{"pull"}, Resources: []string{"lib/**"}},
+			{Effect: "allow", Subjects: []string{"user:admin"}, Actions: []string{"*"}, Resources: []string{"**", "registry:catalog"}},
+		}, extra...),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func nowTime() time.Time { return time.Now() }

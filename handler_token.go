@@ -33,6 +33,10 @@ type TokenHandler struct {
 
 	policy *Policy
 	logger *zap.Logger
+	// inProxy is set for the token endpoint a registry_auth_proxy serves:
+	// its tokens come back to the proxy, which enforces what tokens
+	// cannot say (immutable tags).
+	inProxy bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -43,10 +47,24 @@ func (TokenHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision finds the policy in the registry_auth app.
+// Provision finds the policy in the registry_auth app. A token endpoint
+// of its own refuses a policy with immutable tags: a registry that checks
+// its tokens would let any pusher move a tag.
 func (h *TokenHandler) Provision(ctx caddy.Context) (err error) {
-	h.policy, h.logger, err = provisionHandler(ctx, h.Policy)
-	return err
+	if h.policy, h.logger, err = provisionHandler(ctx, h.Policy); err != nil || h.inProxy {
+		return err
+	}
+	h.policy.tokenEndpoint.Store(true)
+	if h.policy.Current().HasImmutableTags() {
+		return errImmutableInTokenMode(h.policy.Name)
+	}
+	return nil
+}
+
+// errImmutableInTokenMode says why a token endpoint refuses a policy with
+// immutable tags.
+func errImmutableInTokenMode(policyName string) error {
+	return fmt.Errorf("policy %q has immutable_tags, which only registry_auth_proxy can enforce, and a registry_auth_token handler serves it: the registry would let anyone who may push move a tag. Give this handler a policy of its own without immutable_tags", policyName)
 }
 
 // ServeHTTP answers token requests and the public key documents.
@@ -99,6 +117,9 @@ type decision struct {
 	service   string
 	requested []token.Scope
 	granted   []token.Scope
+	// rules, for a request not granted in full, names the rules that
+	// decided (see explainRefusal), for the audit line only.
+	rules string
 }
 
 // issue authenticates, authorizes and answers with a token.
@@ -125,7 +146,8 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 	}
 	setUser(r, id.Name)
 	d.granted = p.authorize(r.Context(), snap, id, d.service, clientIP(r), d.requested)
-	m, err := p.mint(id.Name, d.service, d.granted, now)
+	d.rules = refusedRules(snap, id, d.requested, d.granted)
+	m, err := p.mint(snap, id, d.service, d.granted, now)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing token: %v", err))
 	}
@@ -273,6 +295,9 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, d decision, outco
 	}
 	if reason != "" {
 		fields = append(fields, zap.String("reason", reason))
+	}
+	if d.rules != "" {
+		fields = append(fields, zap.String("rules", d.rules))
 	}
 	h.logger.Info("token request", fields...)
 	count(metrics.tokenRequests, outcome)

@@ -1,9 +1,11 @@
 package registryauth
 
 import (
+	"strings"
 	"time"
 
 	"github.com/regauth/caddy-registry-auth/internal/expiring"
+	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
 
@@ -37,14 +39,18 @@ func newMintCache(max int) *mintCache { return expiring.New[string, minted](max,
 // minReuseLeft is the least life a reused token has left.
 const minReuseLeft = time.Minute
 
-// mint returns an access token for subject at service granting exactly
-// granted: a recent one from the cache, or one signed now.
-func (p *Policy) mint(subject, service string, granted []token.Scope, now time.Time) (minted, error) {
-	key := p.Signer.KeyID() + "\x00" + subject + "\x00" + service + "\x00" + token.FormatScopes(granted)
+// mint returns an access token for id at service granting exactly
+// granted: a recent one from the cache, or one signed now. The token
+// carries id's groups that the policy cannot find again by itself (see
+// policy.Compiled.ForeignGroups), for the proxy.
+func (p *Policy) mint(snap *policy.Compiled, id Identity, service string, granted []token.Scope, now time.Time) (minted, error) {
+	groups := snap.ForeignGroups(id)
+	key := p.Signer.KeyID() + "\x00" + id.Name + "\x00" + service + "\x00" + token.FormatScopes(granted) + "\x00" + strings.Join(groups, "\x00")
 	if m, ok := p.minted.Get(key, now); ok {
 		return m, nil
 	}
-	claims := token.NewClaims(p.Issuer, subject, service, p.Lifetime, now, token.AccessClaim(granted))
+	claims := token.NewClaims(p.Issuer, id.Name, service, p.Lifetime, now, token.AccessClaim(granted))
+	claims.Groups = groups
 	raw, err := p.Signer.Sign(claims)
 	if err != nil {
 		return minted{}, err

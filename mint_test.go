@@ -103,15 +103,15 @@ func TestReuseEndsBeforeExpiry(t *testing.T) {
 		p := h.policy
 		p.Lifetime = lifetime
 		now := time.Unix(1_800_000_000, 0)
-		first, err := p.mint("alice", testService, nil, now)
+		first, err := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		lastReuse := now.Add(lifetime - max(minReuseLeft, lifetime/2) - time.Second)
-		if m, _ := p.mint("alice", testService, nil, lastReuse); lifetime > time.Minute && m.raw != first.raw {
+		if m, _ := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, lastReuse); lifetime > time.Minute && m.raw != first.raw {
 			t.Errorf("lifetime %s: not reused %s after issue", lifetime, lastReuse.Sub(now))
 		}
-		if m, _ := p.mint("alice", testService, nil, lastReuse.Add(time.Second)); m.raw == first.raw {
+		if m, _ := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, lastReuse.Add(time.Second)); m.raw == first.raw {
 			t.Errorf("lifetime %s: reused with %s left", lifetime, time.Unix(first.exp, 0).Sub(lastReuse.Add(time.Second)))
 		}
 		if lifetime == time.Minute && p.minted.Len() != 0 {

@@ -103,6 +103,10 @@ type Policy struct {
 	throttle       *throttle // nil when off
 	minted         *mintCache
 
+	// tokenEndpoint is set when a registry_auth_token handler of its own
+	// serves the policy: then it may never hold immutable tags.
+	tokenEndpoint atomic.Bool
+
 	refreshLifetime time.Duration     // 0 when refresh tokens are off
 	storage         certmagic.Storage // revocations
 	export          SignerConfig      // where the public keys are written

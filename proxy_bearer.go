@@ -18,14 +18,19 @@ func (h *ProxyHandler) serveBearer(w http.ResponseWriter, r *http.Request, next 
 	if err != nil {
 		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "invalid token", "invalid_token", &route)
 	}
+	if route.Scope.Type == token.TypeRegistry && !covers(claims.Access, route.Scope) {
+		// The token's subject, and the groups it carries, may still see
+		// part of the catalog.
+		snap := h.policy.Current()
+		return h.serveCatalog(w, r, snap, snap.WithGroups(Identity{Name: claims.Subject, Groups: claims.Groups}), route)
+	}
 	if !route.Base && !covers(claims.Access, route.Scope) {
 		return h.refuse(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "insufficient scope", "insufficient_scope", &route)
 	}
 	if route.MountFrom != nil && !covers(claims.Access, *route.MountFrom) {
 		dropMount(r)
 	}
-	setUser(r, claims.Subject)
-	return h.forward(w, r, next)
+	return h.pass(w, r, next, h.policy.Current(), claims.Subject, route)
 }
 
 // covers reports whether a token's access claim holds every action of s.

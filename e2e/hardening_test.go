@@ -43,6 +43,22 @@ func proxySite(proxyPort, registryPort int) string {
 	return fmt.Sprintf("\nhttp://localhost:%d {\n\tlog\n\tregistry_auth_proxy {\n\t\tupstream localhost:%d\n\t}\n}\n", proxyPort, registryPort)
 }
 
+// addProxySite adds a proxy site on proxyPort in front of the registry on
+// regPort to Caddy for the test (removed when it ends), and returns the
+// proxy's host once it answers.
+func addProxySite(t *testing.T, proxyPort, regPort int) string {
+	t.Helper()
+	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
+		t.Fatalf("adding a proxy site: %d %s", status, body)
+	}
+	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
+	host := fmt.Sprintf("localhost:%d", proxyPort)
+	if err := WaitHTTP("http://"+host+"/v2/", http.StatusUnauthorized); err != nil {
+		t.Fatal(err)
+	}
+	return host
+}
+
 // startProxied starts a v3 registry without auth of its own behind a proxy
 // site added to Caddy for the test (removed when it ends), and returns the
 // proxy as clients reach it.
@@ -50,15 +66,7 @@ func startProxied(t *testing.T) *registry {
 	t.Helper()
 	regPort, proxyPort := FreePort(), FreePort()
 	startV3(t, shared, registrySetup{port: regPort})
-	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-		t.Fatalf("adding a proxy site: %d %s", status, body)
-	}
-	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
-	if err := WaitHTTP("http://"+proxy.host+"/v2/", http.StatusUnauthorized); err != nil {
-		t.Fatal(err)
-	}
-	return proxy
+	return &registry{family: "v3", host: addProxySite(t, proxyPort, regPort)}
 }
 
 // TestReloadUnderLoad pushes and pulls through the proxy without pause

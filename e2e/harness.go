@@ -90,6 +90,12 @@ func FilesystemStorage(dir string) string {
 
 // StartV3 runs distribution v3 in this process on l until stop is called.
 func StartV3(l net.Listener, c RegistryConfig) (stop func(), err error) {
+	return StartV3With(l, c, nil)
+}
+
+// StartV3With is StartV3 with the registry's handler wrapped, for tests
+// that watch what reaches the registry.
+func StartV3With(l net.Listener, c RegistryConfig, wrap func(http.Handler) http.Handler) (stop func(), err error) {
 	logrus.SetLevel(logrus.WarnLevel)
 	logrus.SetOutput(io.Discard)
 	cfg, err := configuration.Parse(strings.NewReader(c.YAML()))
@@ -97,7 +103,11 @@ func StartV3(l net.Listener, c RegistryConfig) (stop func(), err error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := &http.Server{Handler: handlers.NewApp(ctx, cfg), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = handlers.NewApp(ctx, cfg)
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(l) //nolint:errcheck // ends with Close
 	return func() { srv.Close(); cancel() }, nil
 }

@@ -20,14 +20,7 @@ func TestProxyGuardsTheRegistry(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			regPort, proxyPort := FreePort(), FreePort()
 			starters[family](t, shared, registrySetup{port: regPort, disk: true})
-			if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-				t.Fatalf("adding a proxy site: %d %s", status, body)
-			}
-			t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-			host := fmt.Sprintf("localhost:%d", proxyPort)
-			if err := WaitHTTP("http://"+host+"/v2/", http.StatusUnauthorized); err != nil {
-				t.Fatal(err)
-			}
+			host := addProxySite(t, proxyPort, regPort)
 			c := newRawClient(t, host, "alice")
 			resp := c.do(http.MethodPost, "/v2/alice/fwd/blobs/uploads/", nil, map[string]string{
 				"Forwarded":        "host=evil.example;proto=http",
@@ -75,14 +68,7 @@ func TestProxyRegistryDownAndBack(t *testing.T) {
 		return stop
 	}
 	stop := start()
-	if status, body := loadCaddyfile(t, shared.caddyfile(proxySite(proxyPort, regPort))); status != http.StatusOK {
-		t.Fatalf("adding a proxy site: %d %s", status, body)
-	}
-	t.Cleanup(func() { loadCaddyfile(t, shared.caddyfile("")) })
-	proxy := &registry{family: "v3", host: fmt.Sprintf("localhost:%d", proxyPort)}
-	if err := WaitHTTP("http://"+proxy.host+"/v2/", http.StatusUnauthorized); err != nil {
-		t.Fatal(err)
-	}
+	proxy := &registry{family: "v3", host: addProxySite(t, proxyPort, regPort)}
 	img := randomImage(t)
 	if err := push(t, proxy, "alice/down:v1", "alice", img); err != nil {
 		t.Fatal(err)

@@ -329,7 +329,9 @@ func TestContainerImage(t *testing.T) {
 	run(t, "docker", "volume", "create", volume)
 	t.Cleanup(func() { _ = exec.Command("docker", "volume", "rm", "-f", volume).Run() })
 
-	args := []string{"-v", policy.dir + ":/etc/registry-auth:ro", "-v", admin + ":/run/caddy-admin",
+	// Confined as the Deployment's securityContext confines it.
+	args := []string{"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"-v", policy.dir + ":/etc/registry-auth:ro", "-v", admin + ":/run/caddy-admin",
 		"-e", "CADDY_ADMIN=unix//run/caddy-admin/admin.sock", "-e", "SITE_ADDRESS=:8080"}
 	env := map[string]string{}
 	for _, e := range objects["Deployment"].Spec.Template.Spec.Containers[0].Env {

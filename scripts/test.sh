@@ -22,6 +22,14 @@ staticcheck ./...
 (cd e2e && staticcheck ./...)
 (cd bench && staticcheck ./...)
 
+echo "== alert rules: promtool check and the rules' unit tests"
+if ! command -v promtool >/dev/null; then
+	echo "promtool is not installed: apt-get install prometheus" >&2
+	exit 1
+fi
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
 echo "== the built binary: list-modules, adapt and validate Caddyfile.example"
 tmp=$(mktemp -d)
 go build -o "$tmp/caddy" ./cmd/caddy

@@ -169,7 +169,7 @@ func scope(name string, a token.Actions) token.Scope {
 }
 
 func TestProxyPassesOn(t *testing.T) {
-	for _, target := range []string{"/", "/healthz", "/v2x", "/v20/", "/V2/", "/auth/certs.pem", "/auth/token/x", "/x/v2/"} {
+	for _, target := range []string{"/", "/healthz", "/v2x", "/v20/", "/V2/", "/certs.pem", "/auth/x/certs.pem", "/auth/token/x", "/x/v2/"} {
 		f := newTestProxy(t)
 		w := f.do(t, http.MethodGet, target, basic("alice", "alice-pw"))
 		if w.Code != http.StatusTeapot || f.nextCalls != 1 || f.up.calls != 0 {

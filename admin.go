@@ -14,7 +14,8 @@ func init() {
 }
 
 // adminAPI is the admin.api.registry_auth module: it revokes refresh
-// tokens through Caddy's admin endpoint.
+// tokens through Caddy's admin endpoint, and rotates the signing keys
+// (admin_keys.go).
 //
 //	GET  /registry_auth/revocations?policy=NAME
 //	POST /registry_auth/revocations  {"policy":"default","user":"alice"}
@@ -40,7 +41,11 @@ func (a *adminAPI) Provision(ctx caddy.Context) error {
 
 // Routes returns the admin routes.
 func (a *adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/registry_auth/revocations", Handler: caddy.AdminHandlerFunc(a.revocations)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/registry_auth/revocations", Handler: caddy.AdminHandlerFunc(a.revocations)},
+		{Pattern: keysRoute, Handler: caddy.AdminHandlerFunc(a.keys)},
+		{Pattern: keysRoute + "/", Handler: caddy.AdminHandlerFunc(a.keys)},
+	}
 }
 
 // revokeRequest is the body of a revocation.

@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-auth",
-		Usage: "convert --from docker_auth|alauda <file>|-",
+		Usage: "convert --from docker_auth|alauda <file>|- | keys status|stage|promote|retire|emergency",
 		Short: "Tools for the registry_auth plugin",
 		Long: `
 "caddy registry-auth convert" reads the users and access rules of a
@@ -24,7 +24,11 @@ config (its users and auths), YAML or JSON, and prints the equivalent policy
 file in this plugin's JSON format on standard output. Warnings (each
 construct whose meaning changes, always towards granting less) go to
 standard error; a construct that cannot be translated safely is an error.
-The same files can also be read directly: policy_file <path> docker_auth.`,
+The same files can also be read directly: policy_file <path> docker_auth.
+
+"caddy registry-auth keys" shows a policy's signing keys or runs one step of
+their rotation (stage, promote, retire, emergency) through the admin API of
+a running Caddy; see "caddy registry-auth keys --help".`,
 		CobraFunc: func(cmd *cobra.Command) {
 			convert := &cobra.Command{
 				Use:   "convert --from docker_auth|alauda <file>|-",
@@ -37,7 +41,7 @@ The same files can also be read directly: policy_file <path> docker_auth.`,
 			}
 			convert.Flags().String("from", "", "the format of the input: docker_auth or alauda")
 			_ = convert.MarkFlagRequired("from")
-			cmd.AddCommand(convert)
+			cmd.AddCommand(convert, keysCommand())
 		},
 	})
 }

@@ -31,7 +31,9 @@ func (p *Policy) sign(subject, service string, granted []token.Scope, now time.T
 // mint returns an access token for subject at service granting exactly
 // granted: a recent one from the cache, or a new one.
 func (p *Policy) mint(subject, service string, granted []token.Scope, now time.Time) (string, error) {
-	key := subject + "\x00" + service + "\x00" + token.FormatScopes(granted)
+	// A token of a key that no longer signs is not reused: after a
+	// promotion, every instance mints with the new key.
+	key := p.Signer.KeyID() + "\x00" + subject + "\x00" + service + "\x00" + token.FormatScopes(granted)
 	if raw, ok := p.minted.Get(key, now); ok {
 		return raw, nil
 	}

@@ -165,11 +165,19 @@ func TestKeyringFleet(t *testing.T) {
 		}
 	}
 
+	retireAcross(t, a, b, clock, oldRefresh, secret, filepath.Join(out, "b.pem"))
+}
+
+// retireAcross retires the previous key at a once it may, and checks that
+// b follows: the key leaves the bundle, its refresh tokens still verify
+// with the same secret until they expire, then it is dropped.
+func retireAcross(t *testing.T, a, b *keyring, clock *testClock, oldRefresh string, secret []byte, bundleB string) {
+	t.Helper()
 	wantConflict(t, func() error { _, err := a.runStep(context.Background(), stepRetire, keyRequest{}); return err }(), "may leave the bundle")
 	clock.add(testTimes.access + time.Minute + 10*time.Second)
 	a.mustStep(t, stepRetire, false)
 	b.mustSync(t)
-	data, _ = os.ReadFile(filepath.Join(out, "b.pem"))
+	data, _ := os.ReadFile(bundleB)
 	if bundleSize(t, b.signer.CertificatesPEM()) != 1 || bundleSize(t, data) != 1 {
 		t.Fatal("the retired key is still published")
 	}

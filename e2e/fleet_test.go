@@ -90,39 +90,43 @@ func TestFleet(t *testing.T) {
 		})
 		t.Logf("FLEET: B refused a refresh token revoked at A %s after the revocation", took.Round(time.Millisecond))
 	})
-	t.Run("a key staged and promoted at A is served and used by B", func(t *testing.T) {
-		out := a.mustKeys(t, "stage")
-		if !strings.Contains(out, "staged ") {
-			t.Fatalf("stage:\n%s", out)
-		}
-		staged := until(t, 30*time.Second, "B publishes the staged key", func() bool {
-			_, certs := get(t, "http://"+b.proxyHost()+"/auth/certs.pem")
-			return certsOf(t, certs) == 2
-		})
-		t.Logf("FLEET: B published the key staged at A %s after the stage", staged.Round(time.Millisecond))
-		data, err := os.ReadFile(b.bundle())
-		if err != nil || certsOf(t, data) != 2 {
-			t.Fatalf("B's bundle_file after the stage: %v", err)
-		}
+	t.Run("a key staged and promoted at A is served and used by B", func(t *testing.T) { stageAndPromoteAcross(t, a, b) })
+}
 
-		oldKID := kidOf(t, tokenAt(t, b.realm(), "alice", "repository:alice/fleet:pull"))
-		a.mustKeys(t, "promote")
-		newKID := kidOf(t, tokenAt(t, a.realm(), "alice", "repository:alice/fleet:pull"))
-		if newKID == oldKID {
-			t.Fatal("A still signs with the old key after the promotion")
-		}
-		promoted := until(t, 30*time.Second, "B signs with the promoted key", func() bool {
-			return kidOf(t, tokenAt(t, b.realm(), "alice", "repository:alice/fleet:pull")) == newKID
-		})
-		t.Logf("FLEET: B signed with the key promoted at A %s after the promotion (sync_interval 2s)", promoted.Round(time.Millisecond))
-		// A's tokens of the new key pass B's proxy.
-		tok := tokenAt(t, a.realm(), "alice", "repository:alice/fleet:pull")
-		req, _ := http.NewRequest(http.MethodGet, "http://"+b.proxyHost()+"/v2/alice/fleet/tags/list", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		expect(t, do(t, req), http.StatusOK, "A's token of the promoted key at B's proxy")
-		status := b.mustKeys(t, "status")
-		if !strings.Contains(status, "signing ") || !strings.Contains(status, "previous ") || !strings.Contains(status, newKID) {
-			t.Fatalf("status at B:\n%s", status)
-		}
+// stageAndPromoteAcross stages and promotes a key at a, with the command
+// an operator would run, and measures how soon b publishes and uses it.
+func stageAndPromoteAcross(t *testing.T, a, b *instance) {
+	out := a.mustKeys(t, "stage")
+	if !strings.Contains(out, "staged ") {
+		t.Fatalf("stage:\n%s", out)
+	}
+	staged := until(t, 30*time.Second, "B publishes the staged key", func() bool {
+		_, certs := get(t, "http://"+b.proxyHost()+"/auth/certs.pem")
+		return certsOf(t, certs) == 2
 	})
+	t.Logf("FLEET: B published the key staged at A %s after the stage", staged.Round(time.Millisecond))
+	data, err := os.ReadFile(b.bundle())
+	if err != nil || certsOf(t, data) != 2 {
+		t.Fatalf("B's bundle_file after the stage: %v", err)
+	}
+
+	oldKID := kidOf(t, tokenAt(t, b.realm(), "alice", "repository:alice/fleet:pull"))
+	a.mustKeys(t, "promote")
+	newKID := kidOf(t, tokenAt(t, a.realm(), "alice", "repository:alice/fleet:pull"))
+	if newKID == oldKID {
+		t.Fatal("A still signs with the old key after the promotion")
+	}
+	promoted := until(t, 30*time.Second, "B signs with the promoted key", func() bool {
+		return kidOf(t, tokenAt(t, b.realm(), "alice", "repository:alice/fleet:pull")) == newKID
+	})
+	t.Logf("FLEET: B signed with the key promoted at A %s after the promotion (sync_interval 2s)", promoted.Round(time.Millisecond))
+	// A's tokens of the new key pass B's proxy.
+	tok := tokenAt(t, a.realm(), "alice", "repository:alice/fleet:pull")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+b.proxyHost()+"/v2/alice/fleet/tags/list", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	expect(t, do(t, req), http.StatusOK, "A's token of the promoted key at B's proxy")
+	status := b.mustKeys(t, "status")
+	if !strings.Contains(status, "signing ") || !strings.Contains(status, "previous ") || !strings.Contains(status, newKID) {
+		t.Fatalf("status at B:\n%s", status)
+	}
 }

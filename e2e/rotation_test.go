@@ -73,20 +73,7 @@ func TestRotationWithoutOutage(t *testing.T) {
 		t.Logf("ROTATION: "+format, args...)
 	}
 
-	targets := []*rotationTarget{
-		{name: "token/v3 (realm A)", realm: a.realm(), reg: startRestartable(t, "v3", 0, a.realm(), a.bundle())},
-		{name: "token/v2.8 (realm B)", realm: b.realm(), reg: startRestartable(t, "v2.8", 0, b.realm(), b.bundle())},
-		{name: "proxy B/v2.8", realm: "http://" + b.proxyHost() + "/auth/token", reg: startRestartable(t, "v2.8", upstream, b.realm(), b.bundle())},
-	}
-	targets[0].host, targets[1].host, targets[2].host = targets[0].reg.host, targets[1].reg.host, b.proxyHost()
-	for _, tg := range targets {
-		tg.rt = dockerLogin(t, tg.realm, "alice", passwords["alice"])
-		tg.cli = newDockerCLI(t)
-		tg.cli.login(tg.host, "alice")
-		if err := remote.Write(mustRef(t, tg.host+"/alice/rot-base:v1"), randomImage(t), remote.WithAuth(login("alice"))); err != nil {
-			t.Fatalf("%s: %v", tg.name, err)
-		}
-	}
+	targets := rotationTargets(t, a, b, upstream)
 	oldKID := kidOf(t, tokenAt(t, a.realm(), "alice", "repository:alice/rot-base:pull"))
 	logf("fleet A, B and three registries up; every client logged in; A and B sign with %s", oldKID)
 
@@ -146,8 +133,19 @@ func TestRotationWithoutOutage(t *testing.T) {
 
 	// 6. A registry started now trusts the new key alone, and a refresh
 	// token from before the rotation still gets it tokens.
+	pushToFreshRegistry(t, a, targets[0].rt)
+	logf("a v3 registry started with the retired bundle (%d certificate) served a push and a pull with a refresh token issued before the rotation", certsInFile(t, a.bundle()))
+
+	stopLoops()
+	reportLoops(t, stats)
+}
+
+// pushToFreshRegistry pushes and pulls with a refresh token through a new
+// v3 registry that trusts a's bundle.
+func pushToFreshRegistry(t *testing.T, a *instance, rt string) {
+	t.Helper()
 	fresh := startRestartable(t, "v3", 0, a.realm(), a.bundle())
-	auth := remote.WithAuth(authn.FromConfig(authn.AuthConfig{IdentityToken: targets[0].rt}))
+	auth := remote.WithAuth(authn.FromConfig(authn.AuthConfig{IdentityToken: rt}))
 	img := randomImage(t)
 	if err := remote.Write(mustRef(t, fresh.host+"/alice/after-retire:v1"), img, auth); err != nil {
 		t.Fatalf("push to a registry trusting only the new key, with a refresh token from before the rotation: %v", err)
@@ -155,20 +153,44 @@ func TestRotationWithoutOutage(t *testing.T) {
 	if got, err := remote.Image(mustRef(t, fresh.host+"/alice/after-retire:v1"), auth); err != nil || digest(t, got) != digest(t, img) {
 		t.Fatalf("pull from it: %v", err)
 	}
-	logf("a v3 registry started with the retired bundle (%d certificate) served a push and a pull with a refresh token issued before the rotation", certsInFile(t, a.bundle()))
+}
 
-	stopLoops()
+// reportLoops logs what every client did and fails for every failure.
+func reportLoops(t *testing.T, stats []*opStats) {
+	t.Helper()
 	failed := 0
 	for _, s := range stats {
-		logf("%-52s %4d ok, %d failed", s.name, s.ok, s.failed)
+		t.Logf("ROTATION: %-52s %4d ok, %d failed", s.name, s.ok, s.failed)
 		if s.failed > 0 {
 			failed += s.failed
 			t.Errorf("%s: %d operations failed, the first: %s", s.name, s.failed, s.firstErr)
 		}
 	}
 	if failed == 0 {
-		logf("zero failed client operations from the restart on")
+		t.Logf("ROTATION: zero failed client operations from the restart on")
 	}
+}
+
+// rotationTargets starts the registries of the rotation, each trusting
+// the bundle file of the instance whose realm it names, logs the docker
+// CLI in to each and pushes a first image with a password.
+func rotationTargets(t *testing.T, a, b *instance, upstream int) []*rotationTarget {
+	t.Helper()
+	targets := []*rotationTarget{
+		{name: "token/v3 (realm A)", realm: a.realm(), reg: startRestartable(t, "v3", 0, a.realm(), a.bundle())},
+		{name: "token/v2.8 (realm B)", realm: b.realm(), reg: startRestartable(t, "v2.8", 0, b.realm(), b.bundle())},
+		{name: "proxy B/v2.8", realm: "http://" + b.proxyHost() + "/auth/token", reg: startRestartable(t, "v2.8", upstream, b.realm(), b.bundle())},
+	}
+	targets[0].host, targets[1].host, targets[2].host = targets[0].reg.host, targets[1].reg.host, b.proxyHost()
+	for _, tg := range targets {
+		tg.rt = dockerLogin(t, tg.realm, "alice", passwords["alice"])
+		tg.cli = newDockerCLI(t)
+		tg.cli.login(tg.host, "alice")
+		if err := remote.Write(mustRef(t, tg.host+"/alice/rot-base:v1"), randomImage(t), remote.WithAuth(login("alice"))); err != nil {
+			t.Fatalf("%s: %v", tg.name, err)
+		}
+	}
+	return targets
 }
 
 // runLoops starts the clients of one target: the docker CLI pushing and

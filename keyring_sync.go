@@ -147,7 +147,12 @@ func (k *keyring) start() error {
 // run syncs every sync_interval until stop is closed. A failure is logged
 // once until it changes; the keys in use stay.
 func (k *keyring) run(stop <-chan struct{}) {
-	defer runningKeyrings.remove(k)
+	defer func() {
+		// A policy no newer config took over is gone: so are its gauges.
+		if runningKeyrings.remove(k) {
+			deleteKeyGauges(k.name)
+		}
+	}()
 	tick := time.NewTicker(k.times.sync)
 	defer tick.Stop()
 	for {
@@ -191,13 +196,16 @@ func (x *keyringIndex) put(k *keyring) {
 	x.m[k.name] = k
 }
 
-// remove forgets k unless a newer config's keyring took its place.
-func (x *keyringIndex) remove(k *keyring) {
+// remove forgets k unless a newer config's keyring took its place, and
+// reports whether it did.
+func (x *keyringIndex) remove(k *keyring) bool {
 	x.Lock()
 	defer x.Unlock()
-	if x.m[k.name] == k {
-		delete(x.m, k.name)
+	if x.m[k.name] != k {
+		return false
 	}
+	delete(x.m, k.name)
+	return true
 }
 
 func (x *keyringIndex) get(name string) *keyring {

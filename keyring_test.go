@@ -440,3 +440,38 @@ func TestSignerConfigRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyGaugesFollowTheConfig: a config reload keeps a policy's gauges
+// (the new config's keyring takes over before the old one stops); a
+// policy gone from the config takes its gauges with it.
+func TestKeyGaugesFollowTheConfig(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	clock := &testClock{now: time.Now()}
+	run := func(k *keyring) func() {
+		if err := k.start(); err != nil {
+			t.Fatal(err)
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { k.run(stop); close(done) }()
+		return func() { close(stop); <-done }
+	}
+	stopOld := run(mustOpen(t, storage, SignerConfig{}, clock))
+	stopNew := run(mustOpen(t, storage, SignerConfig{}, clock))
+	stopOld()
+	if gaugeOf(t, metrics.signingKeyCreated, "p") == 0 {
+		t.Fatal("the reload removed the gauge")
+	}
+	stopNew()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.signingKeyCreated)
+	families, _ := reg.Gather()
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == "p" {
+					t.Fatal("the gauge of a policy no config has is still there")
+				}
+			}
+		}
+	}
+}

@@ -114,3 +114,12 @@ func setKeyGauges(policyName string, d *keyringDoc) {
 	}
 	metrics.stagedKeyCreated.WithLabelValues(policyName).Set(staged)
 }
+
+// deleteKeyGauges removes the gauges of a policy that is no longer
+// configured.
+func deleteKeyGauges(policyName string) {
+	createMetrics()
+	for _, g := range gauges {
+		(*g.dst).DeleteLabelValues(policyName)
+	}
+}

@@ -110,13 +110,18 @@ func TestKeySet(t *testing.T) {
 		t.Fatalf("JWKS %s", jwks)
 	}
 
-	// The retired key leaves the set: its tokens stop verifying.
+	// The retired key leaves the set: its tokens stop verifying, and the
+	// generation tells caches of verified tokens.
 	old := signedBy(t, retired, claims())
+	gen := s.Generation()
 	if err := s.Use(token.KeySet{Signing: signing, Published: []*token.Key{staged}, Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Verify(old, testIssuer, []string{testAudience}, now); err == nil {
 		t.Error("a token of a key that left the set still verifies")
+	}
+	if s.Generation() == gen {
+		t.Error("the generation did not change with the key set")
 	}
 }
 

@@ -60,6 +60,7 @@ type KeySet struct {
 // keyState is a KeySet made ready for use: keys by id, and the public
 // documents, computed once per change.
 type keyState struct {
+	gen    uint64 // one more with every Use
 	set    KeySet
 	byID   map[string]*Key
 	algs   []string // every algorithm of the set, for the parser
@@ -73,6 +74,7 @@ type keyState struct {
 // verified: each call works with one set.
 type Signer struct {
 	state atomic.Pointer[keyState]
+	gens  atomic.Uint64
 }
 
 // NewSigner makes a signer of one key, whose refresh secret is derived
@@ -103,9 +105,15 @@ func (s *Signer) Use(set KeySet) error {
 	if err != nil {
 		return err
 	}
+	st.gen = s.gens.Add(1)
 	s.state.Store(st)
 	return nil
 }
+
+// Generation changes whenever the key set does (Use): what remembers a
+// token it verified must verify it again once it changed, since a key may
+// have been withdrawn.
+func (s *Signer) Generation() uint64 { return s.state.Load().gen }
 
 func newKeyState(set KeySet) (*keyState, error) {
 	switch {

@@ -16,7 +16,8 @@ func init() {
 }
 
 // adminAPI is the admin.api.registry_auth module: it revokes refresh
-// tokens through Caddy's admin endpoint.
+// tokens through Caddy's admin endpoint, and rotates the signing keys
+// (admin_keys.go).
 //
 //	GET  /registry_auth/revocations?policy=NAME
 //	POST /registry_auth/revocations  {"policy":"default","user":"alice"}
@@ -45,6 +46,8 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/registry_auth/revocations", Handler: caddy.AdminHandlerFunc(a.revocations)},
 		{Pattern: "/registry_auth/explain", Handler: caddy.AdminHandlerFunc(a.explain)},
+		{Pattern: keysRoute, Handler: caddy.AdminHandlerFunc(a.keys)},
+		{Pattern: keysRoute + "/", Handler: caddy.AdminHandlerFunc(a.keys)},
 	}
 }
 

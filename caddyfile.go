@@ -41,13 +41,19 @@ func init() {
 //		throttle       <failures> [<window>] | off
 //		refresh_tokens <lifetime>|off
 //		signer {
-//			key_file    <path>
-//			cert_file   <path>
-//			algorithm   ES256|ES384|ES512|RS256|RS384|RS512
-//			header      x5c|kid
-//			key_id      <id>
-//			bundle_file <path>
-//			jwks_file   <path>
+//			key_file       <path>
+//			cert_file      <path>
+//			next_key_file  <path>
+//			next_cert_file <path>
+//			algorithm      ES256|ES384|ES512|RS256|RS384|RS512
+//			header         x5c|kid
+//			key_id         <id>
+//			bundle_file    <path>
+//			jwks_file      <path>
+//			rotation       auto|manual
+//			rotate_every   <duration>
+//			stage_period   <duration>
+//			sync_interval  <duration>
 //		}
 //		user     <name> <bcrypt-hash>
 //		user     <name> plaintext <password>
@@ -203,15 +209,30 @@ func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := noArgs(d); err != nil {
 		return err
 	}
-	return block{name: "signer", inner: true, subs: stringFields(map[string]*string{
-		"key_file":    &sc.KeyFile,
-		"cert_file":   &sc.CertFile,
-		"algorithm":   &sc.Algorithm,
-		"header":      &sc.Header,
-		"key_id":      &sc.KeyID,
-		"bundle_file": &sc.BundleFile,
-		"jwks_file":   &sc.JWKSFile,
-	})}.parse(d)
+	subs := stringFields(map[string]*string{
+		"key_file":       &sc.KeyFile,
+		"cert_file":      &sc.CertFile,
+		"next_key_file":  &sc.NextKeyFile,
+		"next_cert_file": &sc.NextCertFile,
+		"algorithm":      &sc.Algorithm,
+		"header":         &sc.Header,
+		"key_id":         &sc.KeyID,
+		"bundle_file":    &sc.BundleFile,
+		"jwks_file":      &sc.JWKSFile,
+	})
+	subs["rotation"] = once(func(d *caddyfile.Dispenser) error {
+		if err := oneArg(d, &sc.Rotation); err != nil {
+			return err
+		}
+		if sc.Rotation != rotationAuto && sc.Rotation != rotationManual {
+			return d.Errf("rotation: want auto or manual, got %q", sc.Rotation)
+		}
+		return nil
+	})
+	for name, dst := range map[string]*caddy.Duration{"rotate_every": &sc.RotateEvery, "stage_period": &sc.StagePeriod, "sync_interval": &sc.SyncInterval} {
+		subs[name] = once(func(d *caddyfile.Dispenser) error { return durationArg(d, dst) })
+	}
+	return block{name: "signer", inner: true, subs: subs}.parse(d)
 }
 
 // parseTokenDirective parses the registry_auth_token directive:

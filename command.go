@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-auth",
-		Usage: "convert|explain ...",
+		Usage: "convert|explain|keys ...",
 		Short: "Tools for the registry_auth plugin",
 		Long: `
 "caddy registry-auth convert" reads the users and access rules of a
@@ -28,7 +28,12 @@ The same files can also be read directly: policy_file <path> docker_auth.
 
 "caddy registry-auth explain" says what a user gets of each scope under a
 configuration's policy, and which rules (with their Caddyfile line or policy
-file) decide it.`,
+file) decide it.
+
+
+"caddy registry-auth keys" shows a policy's signing keys or runs one step of
+their rotation (stage, promote, retire, emergency) through the admin API of
+a running Caddy; see "caddy registry-auth keys --help".`,
 		CobraFunc: func(cmd *cobra.Command) {
 			convert := &cobra.Command{
 				Use:   "convert --from docker_auth|alauda <file>|-",
@@ -41,8 +46,7 @@ file) decide it.`,
 			}
 			convert.Flags().String("from", "", "the format of the input: docker_auth or alauda")
 			_ = convert.MarkFlagRequired("from")
-			cmd.AddCommand(convert)
-			cmd.AddCommand(explainCommand())
+			cmd.AddCommand(convert, explainCommand(), keysCommand())
 		},
 	})
 }

@@ -45,6 +45,10 @@ deny user:ci delete **`,
 		"allow user:admin * ** registry:catalog\nallow group:devs pull,push team/**\nallow authenticated pull,push {user}/**\nallow user:ci pull,push regexp:ci-[0-9]+/.*\nallow everyone pull public/**\ndeny user:ci delete **",
 		// Every signer field, and the other scalar options.
 		"service a b c\nsigner {\n\tkey_file /k.pem\n\tcert_file /c.pem\n\talgorithm ES384\n\theader kid\n\tkey_id my-key\n\tbundle_file /b.pem\n\tjwks_file /j.json\n}\ncredential_cache off\nthrottle 5 1m\ntoken_lifetime 1h\nrefresh_tokens 720h",
+		// Rotation: staged key files, automatic rotation of generated keys.
+		"signer {\n\tkey_file /k.pem\n\tcert_file /c.pem\n\tnext_key_file /n.pem\n\tnext_cert_file /m.pem\n\trotation manual\n\tsync_interval 5s\n}",
+		"signer {\n\trotation auto\n\trotate_every 90d\n\tstage_period 14d\n}",
+		"signer {\n\trotation weekly\n\trotate_every off\n\tsync_interval 0\n}",
 		"throttle off\ncredential_cache 30s\nrefresh_tokens off\nhtpasswd /etc/registry/htpasswd\nuser \"bob\" plaintext \"p w\"\nallow anonymous,everyone pull,push,delete \"a b\" regexp:^x$ localhost:5000/*",
 		// The directives' bodies (README, proxy_mode golden file).
 		"policy default",

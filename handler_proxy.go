@@ -31,8 +31,9 @@ const DefaultTokenPath = "/auth/token"
 // credentials never reach the registry.
 //
 // The proxy also serves the token endpoint on token_path, so the Bearer
-// challenges it sends point at this same host. Requests outside /v2/ and
-// token_path go to the next handler.
+// challenges it sends point at this same host, and beside it the public
+// documents (certs.pem and jwks.json in token_path's directory). Other
+// requests outside /v2/ go to the next handler.
 type ProxyHandler struct {
 	// TokenHandler is the token endpoint served on token_path; its policy
 	// field names the registry_auth policy both use.
@@ -106,7 +107,7 @@ func (h *ProxyHandler) Validate() error {
 // ServeHTTP authorizes a registry request and forwards it, or refuses it.
 func (h *ProxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.Path
-	if path == h.TokenPath {
+	if path == h.TokenPath || isPublicDocument(path, h.TokenPath) {
 		return h.TokenHandler.ServeHTTP(w, r, next)
 	}
 	if path != "/v2" && !strings.HasPrefix(path, "/v2/") {

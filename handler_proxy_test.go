@@ -249,7 +249,7 @@ func scope(name string, a token.Actions) token.Scope {
 }
 
 func TestProxyPassesOn(t *testing.T) {
-	for _, target := range []string{"/", "/healthz", "/v2x", "/v20/", "/V2/", "/auth/certs.pem", "/auth/token/x", "/x/v2/"} {
+	for _, target := range []string{"/", "/healthz", "/v2x", "/v20/", "/V2/", "/certs.pem", "/auth/x/certs.pem", "/auth/token/x", "/x/v2/"} {
 		f := newTestProxy(t)
 		w := f.do(t, http.MethodGet, target, basic("alice", "alice-pw"))
 		if w.Code != http.StatusTeapot || f.nextCalls != 1 || f.up.calls != 0 {
@@ -906,6 +906,14 @@ func TestProxyRemembersVerifiedTokens(t *testing.T) {
 	}
 	if _, err := f.h.verify("not.a.token", now); err == nil || f.h.verified.Len() != 1 {
 		t.Fatalf("a bad token: %v, %d remembered", err, f.h.verified.Len())
+	}
+	// An emergency: the key set changes and the token's key is gone.
+	fresh := newTestHandler(t).policy.Signer.Keys()
+	if err := f.h.policy.Signer.Use(token.KeySet{Signing: fresh.Signing, Secret: fresh.Secret}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.h.verify(raw, now); err == nil {
+		t.Fatal("a token remembered before its key was withdrawn was accepted")
 	}
 	other := newTestHandler(t).policy.Signer
 	f.h.policy.Signer = other

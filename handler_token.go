@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	pathpkg "path"
 	"strings"
 	"time"
 
@@ -70,9 +71,9 @@ func errImmutableInTokenMode(policyName string) error {
 // ServeHTTP answers token requests and the public key documents.
 func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	switch {
-	case strings.HasSuffix(r.URL.Path, "/certs.pem"):
+	case strings.HasSuffix(r.URL.Path, "/"+certsDocument):
 		return h.servePublic(w, r, "application/x-pem-file", h.policy.Signer.CertificatesPEM())
-	case strings.HasSuffix(r.URL.Path, "/jwks.json"):
+	case strings.HasSuffix(r.URL.Path, "/"+jwksDocument):
 		jwks, err := h.policy.Signer.JWKS()
 		if err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
@@ -96,6 +97,21 @@ func (h *TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddy
 		return h.refuse(w, r, req, decision{}, rerr, "bad_request", rerr.msg)
 	}
 	return h.issue(w, r, req)
+}
+
+// The public documents, by name: the token handler answers them on any
+// path that ends in one, the proxy beside its token_path (/auth/token:
+// /auth/certs.pem and /auth/jwks.json).
+const (
+	certsDocument = "certs.pem"
+	jwksDocument  = "jwks.json"
+)
+
+// isPublicDocument reports whether p names a public document in the
+// directory of tokenPath.
+func isPublicDocument(p, tokenPath string) bool {
+	name := pathpkg.Base(p)
+	return (name == certsDocument || name == jwksDocument) && pathpkg.Dir(p) == pathpkg.Dir(tokenPath)
 }
 
 func (h *TokenHandler) servePublic(w http.ResponseWriter, r *http.Request, contentType string, body []byte) error {

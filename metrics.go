@@ -18,6 +18,10 @@ var metrics struct {
 	proxyRequests *prometheus.CounterVec   // decision
 	cacheLookups  *prometheus.CounterVec   // result
 	reloads       *prometheus.CounterVec   // result
+
+	signingCertExpiry *prometheus.GaugeVec // policy
+	signingKeyCreated *prometheus.GaugeVec // policy
+	stagedKeyCreated  *prometheus.GaugeVec // policy
 }
 
 // counters are the plugin's counters: where each is kept, its name, its
@@ -50,9 +54,22 @@ var counters = []struct {
 // hashing of the label that CounterVec does.
 var children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
 
-// registerMetrics creates the collectors once per process and registers
-// them with a config's registry (each config reload has a new one).
-func registerMetrics(reg *prometheus.Registry) error {
+// gauges are the plugin's gauges of the signing keys, each labelled with
+// the policy's name and set whenever a policy's keys load or change.
+var gauges = []struct {
+	dst        **prometheus.GaugeVec
+	name, help string
+}{
+	{&metrics.signingCertExpiry, "signing_certificate_expiry_timestamp_seconds",
+		"End of the signing key's certificate, in Unix time, by policy: registries refuse the tokens of an expired certificate."},
+	{&metrics.signingKeyCreated, "signing_key_created_timestamp_seconds",
+		"Creation of the signing key (for key files: the start of its certificate), in Unix time, by policy."},
+	{&metrics.stagedKeyCreated, "staged_key_created_timestamp_seconds",
+		"Creation of the staged next key, in Unix time, by policy; 0 when no key is staged. A key staged long ago waits for the registries' restart and its promotion."},
+}
+
+// createMetrics makes the collectors, once per process.
+func createMetrics() {
 	const ns, sub = "caddy", "registry_auth"
 	metrics.once.Do(func() {
 		for _, c := range counters {
@@ -62,15 +79,27 @@ func registerMetrics(reg *prometheus.Registry) error {
 				children[*c.dst][v] = (*c.dst).WithLabelValues(v)
 			}
 		}
+		for _, g := range gauges {
+			*g.dst = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: g.name, Help: g.help}, []string{"policy"})
+		}
 		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
 			Help:    "Time of password checks that the credential cache did not answer (bcrypt, with the wait for a hash slot, and any other source asked), by result.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"result"})
 	})
+}
+
+// registerMetrics creates the collectors once per process and registers
+// them with a config's registry (each config reload has a new one).
+func registerMetrics(reg *prometheus.Registry) error {
+	createMetrics()
 	collectors := []prometheus.Collector{metrics.loginSeconds}
 	for _, c := range counters {
 		collectors = append(collectors, *c.dst)
+	}
+	for _, g := range gauges {
+		collectors = append(collectors, *g.dst)
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
@@ -92,4 +121,26 @@ func count(v *prometheus.CounterVec, label string) {
 		return
 	}
 	v.WithLabelValues(label).Inc()
+}
+
+// setKeyGauges sets the gauges of a policy's keys from its keyring.
+func setKeyGauges(policyName string, d *keyringDoc) {
+	createMetrics()
+	signing := d.find(keySigning)
+	metrics.signingCertExpiry.WithLabelValues(policyName).Set(float64(signing.NotAfter.Unix()))
+	metrics.signingKeyCreated.WithLabelValues(policyName).Set(float64(signing.Created.Unix()))
+	staged := 0.0
+	if s := d.find(keyStaged); s != nil {
+		staged = float64(s.Created.Unix())
+	}
+	metrics.stagedKeyCreated.WithLabelValues(policyName).Set(staged)
+}
+
+// deleteKeyGauges removes the gauges of a policy that is no longer
+// configured.
+func deleteKeyGauges(policyName string) {
+	createMetrics()
+	for _, g := range gauges {
+		(*g.dst).DeleteLabelValues(policyName)
+	}
 }

@@ -51,6 +51,10 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision compiles every policy and loads (or generates) its key.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	// The key gauges are set while policies load.
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	a.policies = make(map[string]*Policy, len(a.Policies))
 	names := make([]string, 0, len(a.Policies))
 	for name := range a.Policies {
@@ -102,10 +106,10 @@ func (a *App) Cleanup() error {
 
 // Start writes the public certificate bundles and key sets that policies
 // are configured to export, for registries to read, and starts watching
-// policy files.
+// policy files and the keys in storage.
 func (a *App) Start() error {
 	for _, p := range a.policies {
-		if err := p.export.export(p.Signer); err != nil {
+		if err := p.keys.start(); err != nil {
 			return fmt.Errorf("policy %q: %v", p.Name, err)
 		}
 	}
@@ -114,12 +118,13 @@ func (a *App) Start() error {
 		if p.reloadEvery > 0 {
 			a.watchers.Go(func() { p.watch(a.stop, p.reloadEvery, p.loadedDigest) })
 		}
+		a.watchers.Go(func() { p.keys.run(a.stop) })
 	}
 	return nil
 }
 
-// Stop ends the file watchers and waits for them, so that none reloads a
-// policy of a config that is no longer running.
+// Stop ends the file and key watchers and waits for them, so that none
+// changes a policy of a config that is no longer running.
 func (a *App) Stop() error {
 	if a.stop != nil {
 		close(a.stop)

@@ -109,7 +109,7 @@ type Policy struct {
 
 	refreshLifetime time.Duration     // 0 when refresh tokens are off
 	storage         certmagic.Storage // revocations
-	export          SignerConfig      // where the public keys are written
+	keys            *keyring          // keeps Signer in step with the keys in storage
 	logger          *zap.Logger
 }
 
@@ -140,9 +140,10 @@ func (pc *PolicyConfig) provision(ctx caddy.Context, name string, app *App) (*Po
 	if p.refreshLifetime, err = pc.RefreshTokens.lifetime(); err != nil {
 		return nil, err
 	}
-	if p.Signer, p.export, err = pc.Signer.provision(ctx, name); err != nil {
+	if p.keys, err = pc.Signer.provision(ctx, name, keyTimes{access: p.Lifetime, refresh: p.refreshLifetime}); err != nil {
 		return nil, fmt.Errorf("signer: %v", err)
 	}
+	p.Signer = p.keys.signer
 	return p, nil
 }
 

@@ -50,13 +50,15 @@ func covers(access []token.Access, s token.Scope) bool {
 // they expire: Docker and containerd send the same token with every
 // request of a pull, and verifying an ES256 signature costs more than
 // everything else the proxy does. Only successes are kept, keyed by a
-// digest of the whole token, with the signer that verified them: a token
-// is accepted again only while that signer still signs for the policy.
+// digest of the whole token, with the generation of the key set that
+// verified them: after any change of the keys (a rotation, an emergency
+// that withdraws a key) every token is verified again.
 type verifiedTokens = expiring.Map[[sha256.Size]byte, verifiedToken]
 
 type verifiedToken struct {
-	claims *token.Claims
-	signer *token.Signer
+	claims     *token.Claims
+	signer     *token.Signer
+	generation uint64
 }
 
 // verifiedTokensSize bounds the tokens the proxy remembers.
@@ -70,14 +72,15 @@ func newVerifiedTokens(max int) *verifiedTokens {
 // checked already.
 func (h *ProxyHandler) verify(raw string, now time.Time) (*token.Claims, error) {
 	signer := h.policy.Signer
+	generation := signer.Generation()
 	key := sha256.Sum256([]byte(raw))
-	if v, ok := h.verified.Get(key, now); ok && v.signer == signer {
+	if v, ok := h.verified.Get(key, now); ok && v.signer == signer && v.generation == generation {
 		return v.claims, nil
 	}
 	claims, err := signer.VerifyAccess(raw, h.policy.Issuer, []string{h.service}, now)
 	if err != nil {
 		return nil, err
 	}
-	h.verified.Put(key, verifiedToken{claims, signer}, time.Unix(claims.Expiry, 0), now)
+	h.verified.Put(key, verifiedToken{claims, signer, generation}, time.Unix(claims.Expiry, 0), now)
 	return claims, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // scrape returns the registry_auth samples of Caddy's /metrics, by series.
@@ -101,12 +102,13 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Every label value comes from the plugin's fixed sets, whatever the
-	// requests were: the series are bounded by construction (at most 77).
+	// requests were: the series are bounded by construction (at most 80).
 	allowed := map[string]string{
 		"outcome":  " granted partial denied bad_request unauthorized throttled busy ",
 		"result":   " cached ok failed throttled busy unavailable hit miss ",
 		"decision": " forwarded challenged denied invalid_token insufficient_scope bad_request throttled busy unavailable ",
 		"le":       " 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf ",
+		"policy":   " default ", // the policies of the configuration
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)
 	final := scrape(t)
@@ -117,8 +119,17 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if len(final) > 77 {
+	if len(final) > 80 {
 		t.Fatalf("%d registry_auth series after 10,000 random requests: labels are not bounded", len(final))
 	}
 	t.Logf("%d registry_auth series, every label value from the fixed sets", len(final))
+
+	// The key gauges are set when the policy's keys load.
+	now := float64(time.Now().Unix())
+	expiry := final[`caddy_registry_auth_signing_certificate_expiry_timestamp_seconds{policy="default"}`]
+	created := final[`caddy_registry_auth_signing_key_created_timestamp_seconds{policy="default"}`]
+	staged, ok := final[`caddy_registry_auth_staged_key_created_timestamp_seconds{policy="default"}`]
+	if expiry < now+300*24*3600 || created > now || created < now-24*3600 || !ok || staged != 0 {
+		t.Errorf("key gauges: certificate ends %v, key created %v, staged %v (present %v), now %v", expiry, created, staged, ok, now)
+	}
 }

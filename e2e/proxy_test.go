@@ -293,30 +293,43 @@ func fetchToken(t *testing.T, host, user, scope string) string {
 	return r.Token
 }
 
-// caddySigner loads the key Caddy generated into its storage, to make
-// tokens the proxy would accept but for one flaw.
+// caddySigner loads the key Caddy generated into its storage (the signing
+// key of the policy's keyring), to make tokens the proxy would accept but
+// for one flaw.
 func caddySigner(t *testing.T) *token.Signer {
 	t.Helper()
-	dir := filepath.Join(shared.dir, "storage", "registry_auth", "signers", "default", "ES256")
-	keyPEM, err := os.ReadFile(filepath.Join(dir, "key.pem"))
+	data, err := os.ReadFile(filepath.Join(shared.dir, "storage", "registry_auth", "signers", "default", "keyring.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
-	if err != nil {
+	var ring struct {
+		Keys []struct {
+			State   string `json:"state"`
+			KeyPEM  string `json:"key_pem"`
+			CertPEM string `json:"cert_pem"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &ring); err != nil {
 		t.Fatal(err)
 	}
-	key, err := token.ParsePrivateKeyPEM(keyPEM)
-	if err != nil {
-		t.Fatal(err)
+	for _, k := range ring.Keys {
+		if k.State != "signing" {
+			continue
+		}
+		key, err := token.ParsePrivateKeyPEM([]byte(k.KeyPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, err := token.ParseCertificatesPEM([]byte(k.CertPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := token.NewSigner(key, chain, token.SignerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	chain, err := token.ParseCertificatesPEM(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := token.NewSigner(key, chain, token.SignerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	t.Fatalf("no signing key in %s", data)
+	return nil
 }

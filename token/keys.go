@@ -12,10 +12,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 )
@@ -228,4 +230,33 @@ func publicJWK(pub crypto.PublicKey, alg, kid string) (jwk, error) {
 		return k, fmt.Errorf("unsupported public key type %T", pub)
 	}
 	return k, nil
+}
+
+// bundleOf is the PEM bundle of the keys' chains, each certificate once.
+func bundleOf(keys []*Key) []byte {
+	var certs []*x509.Certificate
+	for _, k := range keys {
+		for _, c := range k.chain {
+			if !slices.ContainsFunc(certs, func(d *x509.Certificate) bool { return d.Equal(c) }) {
+				certs = append(certs, c)
+			}
+		}
+	}
+	return MarshalCertificatesPEM(certs)
+}
+
+// jwksOf is the JSON Web Key Set of the keys' public halves, each with
+// the key id its tokens carry.
+func jwksOf(keys []*Key) ([]byte, error) {
+	set := struct {
+		Keys []jwk `json:"keys"`
+	}{}
+	for _, k := range keys {
+		j, err := publicJWK(k.public, k.method.Alg(), k.kid)
+		if err != nil {
+			return nil, err
+		}
+		set.Keys = append(set.Keys, j)
+	}
+	return json.MarshalIndent(set, "", "  ")
 }

@@ -2,16 +2,15 @@ package token
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -46,139 +45,133 @@ type SignerOptions struct {
 	KeyID string
 }
 
-// Signer makes and checks registry tokens with one private key.
-type Signer struct {
-	key    crypto.Signer
-	method jwt.SigningMethod
-	chain  []*x509.Certificate
-	kid    string
-	// header is the encoded JOSE header, the same for every token;
-	// kidHeader has no x5c, for refresh tokens that only we verify.
-	header, kidHeader string
-	// secret is derived from the private key: a key for HMACs that every
-	// instance sharing the key agrees on and nobody else can compute.
-	secret [32]byte
+// KeySet is what a Signer works with at one moment: the key that signs,
+// the other keys it publishes (a staged next key, a previous one whose
+// tokens are still alive), keys it only verifies (retired from the
+// bundle, kept for the refresh tokens they signed), and the secret that
+// binds refresh tokens to passwords.
+type KeySet struct {
+	Signing   *Key
+	Published []*Key
+	Retired   []*Key
+	Secret    []byte
 }
 
-// NewSigner checks that the chain's leaf holds the key's public half and
+// keyState is a KeySet made ready for use: keys by id, and the public
+// documents, computed once per change.
+type keyState struct {
+	gen    uint64 // one more with every Use
+	set    KeySet
+	byID   map[string]*Key
+	algs   []string // every algorithm of the set, for the parser
+	bundle []byte
+	jwks   []byte
+}
+
+// Signer makes and checks registry tokens. It signs with one key and
+// verifies with every key of its set, each pinned to its own algorithm.
+// The set can be replaced at any time (Use) while tokens are signed and
+// verified: each call works with one set.
+type Signer struct {
+	state atomic.Pointer[keyState]
+	gens  atomic.Uint64
+}
+
+// NewSigner makes a signer of one key, whose refresh secret is derived
+// from it. It checks that the chain's leaf holds the key's public half and
 // that the algorithm fits the key.
 func NewSigner(key crypto.Signer, chain []*x509.Certificate, opts SignerOptions) (*Signer, error) {
-	if len(chain) == 0 {
-		return nil, errors.New("no certificate for the signing key")
-	}
-	pub, ok := chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(key.Public()) {
-		return nil, errors.New("the first certificate does not belong to the signing key")
-	}
-	alg, err := algorithmFor(key, opts.Algorithm)
+	k, err := NewKey(key, chain, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &Signer{key: key, method: jwt.GetSigningMethod(alg), chain: chain, kid: opts.KeyID}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	secret, err := DeriveSecret(key)
 	if err != nil {
 		return nil, err
 	}
-	s.secret = sha256.Sum256(append([]byte("caddy-registry-auth secret\x00"), der...))
-	hdr := map[string]any{"alg": alg, "typ": "JWT"}
-	switch opts.Header {
-	case "", HeaderX5C:
-		if s.kid == "" {
-			if s.kid, err = LibtrustKeyID(key.Public()); err != nil {
-				return nil, err
-			}
-		}
-		x5c := make([]string, len(chain))
-		for i, c := range chain {
-			x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
-		}
-		hdr["x5c"] = x5c
-	case HeaderKID:
-		if s.kid == "" {
-			if s.kid, err = DistributionThumbprint(key.Public()); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		return nil, fmt.Errorf("unknown header mode %q (want %q or %q)", opts.Header, HeaderX5C, HeaderKID)
-	}
-	hdr["kid"] = s.kid
-	raw, err := json.Marshal(hdr)
-	if err != nil {
-		return nil, err
-	}
-	s.header = base64.RawURLEncoding.EncodeToString(raw)
-	delete(hdr, "x5c")
-	if raw, err = json.Marshal(hdr); err != nil {
-		return nil, err
-	}
-	s.kidHeader = base64.RawURLEncoding.EncodeToString(raw)
-	return s, nil
+	return NewKeySetSigner(KeySet{Signing: k, Secret: secret})
 }
 
-// algorithmFor pins the algorithm to the key type: a curve has exactly one
-// ECDSA algorithm, and RSA keys sign with PKCS#1 v1.5, which both registry
-// families verify (PSS only 3.x).
-func algorithmFor(key crypto.Signer, want string) (string, error) {
-	switch k := key.(type) {
-	case *ecdsa.PrivateKey:
-		var alg string
-		switch k.Curve.Params().BitSize {
-		case 256:
-			alg = "ES256"
-		case 384:
-			alg = "ES384"
-		case 521:
-			alg = "ES512"
-		default:
-			return "", fmt.Errorf("unsupported curve %s", k.Curve.Params().Name)
-		}
-		if want != "" && want != alg {
-			return "", fmt.Errorf("algorithm %s does not fit a %s key (it signs with %s)", want, k.Curve.Params().Name, alg)
-		}
-		return alg, nil
-	case *rsa.PrivateKey:
-		if k.N.BitLen() < 2048 {
-			return "", fmt.Errorf("RSA key of %d bits is too short (want at least 2048)", k.N.BitLen())
-		}
-		switch want {
-		case "":
-			return "RS256", nil
-		case "RS256", "RS384", "RS512":
-			return want, nil
-		}
-		return "", fmt.Errorf("algorithm %s does not fit an RSA key (want RS256, RS384 or RS512)", want)
-	}
-	return "", fmt.Errorf("unsupported key type %T", key)
+// NewKeySetSigner makes a signer of a key set.
+func NewKeySetSigner(set KeySet) (*Signer, error) {
+	s := new(Signer)
+	return s, s.Use(set)
 }
 
-// Secret is a key for HMACs derived from the private key: the same on
-// every instance that signs with this key, unknown to anyone else.
-func (s *Signer) Secret() []byte { return s.secret[:] }
+// Use replaces the signer's key set. The signing key must have its private
+// half, the secret must be set, and no two keys may share an id.
+func (s *Signer) Use(set KeySet) error {
+	st, err := newKeyState(set)
+	if err != nil {
+		return err
+	}
+	st.gen = s.gens.Add(1)
+	s.state.Store(st)
+	return nil
+}
+
+// Generation changes whenever the key set does (Use): what remembers a
+// token it verified must verify it again once it changed, since a key may
+// have been withdrawn.
+func (s *Signer) Generation() uint64 { return s.state.Load().gen }
+
+func newKeyState(set KeySet) (*keyState, error) {
+	switch {
+	case set.Signing == nil || !set.Signing.CanSign():
+		return nil, errors.New("the key set has no key that can sign")
+	case len(set.Secret) < 16:
+		return nil, errors.New("the key set has no refresh secret")
+	}
+	st := &keyState{set: set, byID: map[string]*Key{}}
+	published := slices.Concat([]*Key{set.Signing}, set.Published)
+	for _, k := range st.byKey() {
+		for _, id := range k.ids {
+			if st.byID[id] != nil {
+				return nil, fmt.Errorf("two keys of the set have the id %s", id)
+			}
+			st.byID[id] = k
+		}
+		if !slices.Contains(st.algs, k.method.Alg()) {
+			st.algs = append(st.algs, k.method.Alg())
+		}
+	}
+	var err error
+	st.bundle = bundleOf(published)
+	st.jwks, err = jwksOf(published)
+	return st, err
+}
+
+// Keys returns the signer's key set as it is now.
+func (s *Signer) Keys() KeySet { return s.state.Load().set }
+
+// Secret is the key for HMACs of refresh tokens: the same on every
+// instance that shares the key set, unknown to anyone else.
+func (s *Signer) Secret() []byte { return s.state.Load().set.Secret }
 
 // Algorithm is the JWS algorithm the signer uses.
-func (s *Signer) Algorithm() string { return s.method.Alg() }
+func (s *Signer) Algorithm() string { return s.state.Load().set.Signing.Algorithm() }
 
 // KeyID is the key id written in every token header.
-func (s *Signer) KeyID() string { return s.kid }
+func (s *Signer) KeyID() string { return s.state.Load().set.Signing.kid }
 
 // Certificates is the chain sent as x5c, leaf first.
-func (s *Signer) Certificates() []*x509.Certificate { return s.chain }
+func (s *Signer) Certificates() []*x509.Certificate { return s.state.Load().set.Signing.chain }
 
-// Sign returns the compact JWS of the claims.
+// Sign returns the compact JWS of the claims, signed by the signing key.
 func (s *Signer) Sign(c *Claims) (string, error) {
+	k := s.state.Load().set.Signing
 	body, err := json.Marshal(c)
 	if err != nil {
 		return "", err
 	}
-	header := s.header
+	header := k.header
 	if c.Kind != "" {
 		// Only we verify refresh tokens: no certificate chain, so they
 		// stay small enough for a Basic header (containerd's fallback).
-		header = s.kidHeader
+		header = k.kidHeader
 	}
 	signing := header + "." + base64.RawURLEncoding.EncodeToString(body)
-	sig, err := s.method.Sign(signing, s.key)
+	sig, err := k.method.Sign(signing, k.private)
 	if err != nil {
 		return "", err
 	}
@@ -212,14 +205,17 @@ func RandomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Verify checks a token this signer made: the algorithm is pinned to our
-// key (so "none", HS256 and foreign keys fail), the signature, exp (which
-// must be present), nbf, the issuer and that the audience is one of
-// audiences. Key material inside the token's header is never used.
+// Verify checks a token one of the signer's keys made: the key is the one
+// the token's kid names (a token without one may be any key of its
+// algorithm), the algorithm is pinned to that key (so "none", HS256 and
+// foreign keys fail), then the signature, exp (which must be present),
+// nbf, the issuer and that the audience is one of audiences. Key material
+// inside the token's header is never used.
 func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (*Claims, error) {
+	st := s.state.Load()
 	var c Claims
-	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return s.key.Public(), nil },
-		jwt.WithValidMethods([]string{s.method.Alg()}),
+	_, err := jwt.ParseWithClaims(raw, &c, st.keyFor,
+		jwt.WithValidMethods(st.algs),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
 		// One token, one spelling: no loose base64 in any part.
@@ -248,6 +244,42 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 		}
 	}
 	return nil, fmt.Errorf("token is for audience %q", c.Audience)
+}
+
+// errUnknownKey: the token names a key that is not (or no longer) ours.
+var errUnknownKey = errors.New("token signed by an unknown key")
+
+// keyFor picks the key a token is verified with and pins its algorithm.
+// Our tokens always name their key; one without a kid may be any key of
+// its algorithm, and the parser tries each.
+func (st *keyState) keyFor(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if kid, named := t.Header["kid"]; named {
+		id, _ := kid.(string)
+		k := st.byID[id]
+		switch {
+		case k == nil:
+			return nil, errUnknownKey
+		case k.method.Alg() != alg:
+			return nil, fmt.Errorf("algorithm %s is not that of key %s", alg, id)
+		}
+		return k.public, nil
+	}
+	var set jwt.VerificationKeySet
+	for _, k := range st.byKey() {
+		if k.method.Alg() == alg {
+			set.Keys = append(set.Keys, k.public)
+		}
+	}
+	if len(set.Keys) == 0 {
+		return nil, errUnknownKey
+	}
+	return set, nil
+}
+
+// byKey lists every key of the set once.
+func (st *keyState) byKey() []*Key {
+	return slices.Concat([]*Key{st.set.Signing}, st.set.Published, st.set.Retired)
 }
 
 // ErrWrongKind: a valid token of the other kind, an access token where a
@@ -280,17 +312,10 @@ func (s *Signer) VerifyRefresh(raw, issuer, service string, now time.Time) (*Cla
 	return c, nil
 }
 
-// CertificatesPEM is the bundle a registry's rootcertbundle should hold.
-func (s *Signer) CertificatesPEM() []byte { return MarshalCertificatesPEM(s.chain) }
+// CertificatesPEM is the bundle a registry's rootcertbundle should hold:
+// the chains of every published key, the signing key's first.
+func (s *Signer) CertificatesPEM() []byte { return s.state.Load().bundle }
 
-// JWKS is the public key as a JSON Web Key Set, with the key id tokens
-// carry, for a registry configured with jwks.
-func (s *Signer) JWKS() ([]byte, error) {
-	k, err := publicJWK(s.key.Public(), s.method.Alg(), s.kid)
-	if err != nil {
-		return nil, err
-	}
-	return json.MarshalIndent(struct {
-		Keys []jwk `json:"keys"`
-	}{[]jwk{k}}, "", "  ")
-}
+// JWKS is the published keys as a JSON Web Key Set, each with the key id
+// its tokens carry, for a registry configured with jwks.
+func (s *Signer) JWKS() ([]byte, error) { return s.state.Load().jwks, nil }

@@ -13,7 +13,7 @@ import (
 var metrics struct {
 	once          sync.Once
 	tokenRequests *prometheus.CounterVec   // outcome
-	logins        *prometheus.CounterVec   // result
+	logins        *prometheus.CounterVec   // result, source
 	loginSeconds  *prometheus.HistogramVec // result, for checks that ran bcrypt
 	proxyRequests *prometheus.CounterVec   // decision
 	cacheLookups  *prometheus.CounterVec   // result
@@ -21,21 +21,22 @@ var metrics struct {
 }
 
 // counters are the plugin's counters: where each is kept, its name, its
-// one label and what it counts.
+// labels and what it counts.
 var counters = []struct {
-	dst         **prometheus.CounterVec
-	name, label string
-	help        string
+	dst    **prometheus.CounterVec
+	name   string
+	labels []string
+	help   string
 }{
-	{&metrics.tokenRequests, "token_requests_total", "outcome",
+	{&metrics.tokenRequests, "token_requests_total", []string{"outcome"},
 		"Token endpoint requests by outcome: granted, partial, denied, bad_request, unauthorized, throttled, busy."},
-	{&metrics.logins, "logins_total", "result",
-		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer)."},
-	{&metrics.proxyRequests, "proxy_requests_total", "decision",
+	{&metrics.logins, "logins_total", []string{"result", "source"},
+		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer); and by source: password (the policy's users and authenticators in order), or the module name of the authenticator that owns the credential (oidc)."},
+	{&metrics.proxyRequests, "proxy_requests_total", []string{"decision"},
 		"Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy."},
-	{&metrics.cacheLookups, "credential_cache_lookups_total", "result",
+	{&metrics.cacheLookups, "credential_cache_lookups_total", []string{"result"},
 		"Credential cache lookups of password logins by result: hit (no password check needed) or miss."},
-	{&metrics.reloads, "policy_reloads_total", "result",
+	{&metrics.reloads, "policy_reloads_total", []string{"result"},
 		"Reloads of changed policy and htpasswd files by result: ok, or failed (the previous policy stays in force)."},
 }
 
@@ -45,7 +46,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	const ns, sub = "caddy", "registry_auth"
 	metrics.once.Do(func() {
 		for _, c := range counters {
-			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, []string{c.label})
+			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, c.labels)
 		}
 		metrics.loginSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "login_check_seconds",
@@ -67,8 +68,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 
 // count adds one to a counter if the metrics exist (unit tests build
 // handlers without Caddy, so without them).
-func count(v *prometheus.CounterVec, label string) {
+func count(v *prometheus.CounterVec, labels ...string) {
 	if v != nil {
-		v.WithLabelValues(label).Inc()
+		v.WithLabelValues(labels...).Inc()
 	}
 }

@@ -67,7 +67,7 @@ func TestMetrics(t *testing.T) {
 	for _, series := range []string{
 		`caddy_registry_auth_token_requests_total{outcome="granted"}`,
 		`caddy_registry_auth_token_requests_total{outcome="unauthorized"}`,
-		`caddy_registry_auth_logins_total{result="failed"}`,
+		`caddy_registry_auth_logins_total{result="failed",source="password"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="forwarded"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="challenged"}`,
 		`caddy_registry_auth_credential_cache_lookups_total{result="hit"}`,
@@ -80,7 +80,7 @@ func TestMetrics(t *testing.T) {
 
 	// Earlier tests may have left alice in the credential cache.
 	okOrCached := func(m map[string]float64) float64 {
-		return m[`caddy_registry_auth_logins_total{result="ok"}`] + m[`caddy_registry_auth_logins_total{result="cached"}`]
+		return m[`caddy_registry_auth_logins_total{result="ok",source="password"}`] + m[`caddy_registry_auth_logins_total{result="cached",source="password"}`]
 	}
 	if okOrCached(after) <= okOrCached(before) {
 		t.Errorf("successful logins (ok + cached) did not grow")
@@ -106,6 +106,7 @@ func TestMetrics(t *testing.T) {
 		"outcome":  " granted partial denied bad_request unauthorized throttled busy ",
 		"result":   " cached ok failed throttled busy unavailable hit miss ",
 		"decision": " forwarded challenged denied invalid_token insufficient_scope bad_request throttled busy ",
+		"source":   " password oidc ",
 		"le":       " 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf ",
 	}
 	labelRE := regexp.MustCompile(`(\w+)="([^"]*)"`)

@@ -2,13 +2,7 @@ package oidc
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sync"
@@ -16,62 +10,47 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/regauth/caddy-registry-auth/internal/oidctest"
 )
 
 // testKey is one of a test issuer's signing keys.
-type testKey struct {
-	kid  string
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
-}
+type testKey struct{ oidctest.Key }
 
 var (
 	rsaOnce sync.Once
 	rsaKeys []*rsa.PrivateKey
 )
 
-// rsaKey returns one of a few RSA keys made once per run (they are slow
-// to make).
-func rsaKey(t testing.TB, i int) *rsa.PrivateKey {
+// newRSAKey is an RS256 key with id kid, the i-th of a few RSA keys made
+// once per run (they are slow to make).
+func newRSAKey(t testing.TB, kid string, i int) testKey {
 	t.Helper()
 	rsaOnce.Do(func() {
 		for range 3 {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			k, err := oidctest.RSAKey("")
 			if err != nil {
 				panic(err)
 			}
-			rsaKeys = append(rsaKeys, k)
+			rsaKeys = append(rsaKeys, k.Private.(*rsa.PrivateKey))
 		}
 	})
-	return rsaKeys[i]
-}
-
-func newRSAKey(t testing.TB, kid string, i int) testKey {
-	return testKey{kid: kid, alg: jose.RS256, priv: rsaKey(t, i)}
+	return testKey{oidctest.Key{ID: kid, Algorithm: jose.RS256, Private: rsaKeys[i]}}
 }
 
 func newECKey(t testing.TB, kid string) testKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := oidctest.ECKey(kid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testKey{kid: kid, alg: jose.ES256, priv: k}
+	return testKey{k}
 }
 
-// sign makes a compact JWS of claims with the key, its kid in the header.
+// sign makes a compact JWS of claims with the key.
 func (k testKey) sign(t testing.TB, claims map[string]any) string {
 	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if k.kid != "" {
-		opts = opts.WithHeader("kid", k.kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jwt.Signed(s).Claims(claims).Serialize()
+	raw, err := k.Sign(claims)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,78 +60,51 @@ func (k testKey) sign(t testing.TB, claims map[string]any) string {
 // jwks is the public key set of keys.
 func jwks(t testing.TB, keys ...testKey) []byte {
 	t.Helper()
-	var set jose.JSONWebKeySet
-	for _, k := range keys {
-		set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"})
-	}
-	data, err := json.Marshal(set)
+	data, err := oidctest.JWKS(plain(keys)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return data
 }
 
-// testIssuer serves a discovery document and a key set that tests can
-// change or take down, and counts the key set's fetches.
+func plain(keys []testKey) []oidctest.Key {
+	out := make([]oidctest.Key, len(keys))
+	for i, k := range keys {
+		out[i] = k.Key
+	}
+	return out
+}
+
+// testIssuer is an oidctest issuer served over HTTP, which tests can
+// change or take down.
 type testIssuer struct {
 	*httptest.Server
-	mu      sync.Mutex
-	keys    []byte
-	down    bool
-	fetches int
+	iss *oidctest.Issuer
 }
 
 func newTestIssuer(t testing.TB, keys ...testKey) *testIssuer {
 	t.Helper()
-	ti := &testIssuer{keys: jwks(t, keys...)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		if ti.isDown() {
-			http.Error(w, "down", http.StatusBadGateway)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": ti.URL, "jwks_uri": ti.URL + "/keys"})
-	})
-	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
-		ti.mu.Lock()
-		ti.fetches++
-		keys, down := ti.keys, ti.down
-		ti.mu.Unlock()
-		if down {
-			http.Error(w, "down", http.StatusBadGateway)
-			return
-		}
-		_, _ = w.Write(keys)
-	})
-	ti.Server = httptest.NewServer(mux)
+	iss, err := oidctest.NewIssuer("", keys[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti := &testIssuer{Server: httptest.NewServer(iss), iss: iss}
+	iss.SetURL(ti.URL)
+	ti.publish(t, keys...)
 	t.Cleanup(ti.Close)
 	return ti
 }
 
-func (ti *testIssuer) isDown() bool {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	return ti.down
-}
-
-func (ti *testIssuer) setDown(down bool) {
-	ti.mu.Lock()
-	ti.down = down
-	ti.mu.Unlock()
-}
+func (ti *testIssuer) setDown(down bool) { ti.iss.SetDown(down) }
 
 func (ti *testIssuer) publish(t testing.TB, keys ...testKey) {
-	data := jwks(t, keys...)
-	ti.mu.Lock()
-	ti.keys = data
-	ti.mu.Unlock()
+	t.Helper()
+	if err := ti.iss.Rotate(keys[0].Key, plain(keys)...); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func (ti *testIssuer) keyFetches() int {
-	ti.mu.Lock()
-	defer ti.mu.Unlock()
-	return ti.fetches
-}
+func (ti *testIssuer) keyFetches() int { return ti.iss.KeyFetches() }
 
 // source is the issuer's discovered key source.
 func (ti *testIssuer) source() func(context.Context) ([]byte, error) {

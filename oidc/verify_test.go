@@ -104,7 +104,7 @@ func TestVerify(t *testing.T) {
 		wantInvalid(t, v, header+"."+base64.RawURLEncoding.EncodeToString(payload)+".", now, "invalid token")
 	})
 	t.Run("HS256 keyed with the issuer's public key", func(t *testing.T) {
-		der, _ := x509.MarshalPKIXPublicKey(key.priv.Public())
+		der, _ := x509.MarshalPKIXPublicKey(key.Private.Public())
 		for _, secret := range [][]byte{der, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})} {
 			s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 			if err != nil {
@@ -124,7 +124,7 @@ func TestVerify(t *testing.T) {
 		wantInvalid(t, v, newECKey(t, "k1").sign(t, ti.claims(now)), now, "no key of the issuer fits")
 	})
 	t.Run("a payload that is no JSON object", func(t *testing.T) {
-		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key.priv}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key.Private}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 		jws, _ := s.Sign([]byte(`["not", "claims"]`))
 		raw, _ := jws.CompactSerialize()
 		wantInvalid(t, v, raw, now, "invalid token")
@@ -249,10 +249,10 @@ func TestParseJWKS(t *testing.T) {
 	rsaPub, ec := newRSAKey(t, "r", 0), newECKey(t, "e")
 	set := func(keys ...string) []byte { return []byte(`{"keys":[` + strings.Join(keys, ",") + `]}`) }
 	pub := func(k testKey, use string) string {
-		data, _ := json.Marshal(jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Use: use})
+		data, _ := json.Marshal(jose.JSONWebKey{Key: k.Private.Public(), KeyID: k.ID, Use: use})
 		return string(data)
 	}
-	priv, _ := json.Marshal(jose.JSONWebKey{Key: ec.priv, KeyID: "private"})
+	priv, _ := json.Marshal(jose.JSONWebKey{Key: ec.Private, KeyID: "private"})
 	keys, err := ParseJWKS(set(pub(rsaPub, "sig"), pub(ec, ""), pub(ec, "enc"), string(priv), `{"kty":"oct","k":"c2VjcmV0"}`, `{"kty":"nonsense"}`, `7`))
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,17 @@ type Claims struct {
 	Kind string `json:"kind,omitempty"`
 	// Fingerprint, in refresh tokens, is a keyed hash of the user's
 	// password hash when the token was issued: a new password revokes it.
+	// In refresh tokens of an identity an issuer outside the policy
+	// vouched for, it is a keyed hash of the configuration of the
+	// authenticator that checked it: a new configuration revokes it.
 	Fingerprint string `json:"fpr,omitempty"`
+	// OriginIssuer and OriginSubject, in refresh tokens of an identity an
+	// issuer outside the policy vouched for (a workload's OIDC token),
+	// name that issuer and the subject it named; Groups are the groups it
+	// gave.
+	OriginIssuer  string   `json:"oiss,omitempty"`
+	OriginSubject string   `json:"osub,omitempty"`
+	Groups        []string `json:"groups,omitempty"`
 }
 
 // KindRefresh marks refresh tokens.

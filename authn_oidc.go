@@ -190,28 +190,15 @@ func parseUsernameTemplate(s string) (oidc.Template, error) {
 	return t, nil
 }
 
-// checkIssuer: an absolute https URL, or http on a loopback address.
+// checkIssuer: an absolute https URL, or http on a loopback address (the
+// rule of every document fetched from the issuer too).
 func checkIssuer(issuer string) error {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("issuer: want an absolute https URL without query, got %q", issuer)
 	}
-	if err := allowedIssuerURL(u); err != nil {
+	if err := checkHTTPTransport(u); err != nil {
 		return fmt.Errorf("issuer: %v", err)
-	}
-	return nil
-}
-
-// allowedIssuerURL is the transport rule of every document fetched from an
-// issuer: https, or plain http to a loopback address only.
-func allowedIssuerURL(u *url.URL) error {
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return errors.New("plain http is allowed to a loopback address only; use https")
-	default:
-		return fmt.Errorf("scheme %q is not https", u.Scheme)
 	}
 	return nil
 }
@@ -232,7 +219,7 @@ func (a *OIDCAuthenticator) keySource() (func(context.Context) ([]byte, error), 
 		Transport:     transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return oidc.DiscoveredKeys(client, a.Issuer, allowedIssuerURL), nil
+	return oidc.DiscoveredKeys(client, a.Issuer, checkHTTPTransport), nil
 }
 
 // durationOr is d, or def when d is unset.

@@ -33,7 +33,7 @@ type oidcIssuer struct {
 	caFile string
 }
 
-func startOIDCIssuer(t *testing.T) *oidcIssuer {
+func startOIDCIssuer(t testing.TB) *oidcIssuer {
 	t.Helper()
 	key, err := oidctest.RSAKey("k1")
 	if err != nil {
@@ -67,7 +67,7 @@ func (i *oidcIssuer) githubClaims(now time.Time) map[string]any {
 	}
 }
 
-func (i *oidcIssuer) token(t *testing.T, claims map[string]any) string {
+func (i *oidcIssuer) token(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	raw, err := i.Sign(claims)
 	if err != nil {
@@ -363,5 +363,48 @@ func TestOIDCThroughTheTokenEndpoint(t *testing.T) {
 		if err != nil || c.Expiry-c.IssuedAt != 60 {
 			t.Fatalf("%+v, %v; want a life of 60 s", c, err)
 		}
+	})
+}
+
+// BenchmarkOIDCLogin: a login with a job token through the whole login
+// path, verified each time (credential cache off) and answered from the
+// cache; and what having an oidc authenticator costs an ordinary cached
+// password login (its Claim turns the password away).
+func BenchmarkOIDCLogin(b *testing.B) {
+	i := startOIDCIssuer(b)
+	a := i.githubAuthenticator()
+	if err := a.Provision(caddy.Context{Context: context.Background()}); err != nil {
+		b.Fatal(err)
+	}
+	defer a.Cleanup() //nolint:errcheck
+	a.logger = zap.NewNop()
+	job := i.token(b, i.githubClaims(time.Now()))
+	withOwner := func(p *Policy) *Policy {
+		p.owners = []*ownedSource{{namedAuthenticator{a, "oidc"}, a, []byte("binding")}}
+		return p
+	}
+	run := func(b *testing.B, p *Policy, user, password string) {
+		if _, err := p.login(context.Background(), p.Current(), "", user, password); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := p.login(context.Background(), p.Current(), "", user, password); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("job token, verified", func(b *testing.B) {
+		run(b, withOwner(cachedPolicy(b, nil, "pw")), "ci", job)
+	})
+	b.Run("job token, cached", func(b *testing.B) {
+		run(b, withOwner(cachedPolicy(b, policy.NewCredentialCache(time.Hour, 100), "pw")), "ci", job)
+	})
+	b.Run("password, cached", func(b *testing.B) {
+		run(b, cachedPolicy(b, policy.NewCredentialCache(time.Hour, 100), "pw"), "alice", "pw")
+	})
+	b.Run("password, cached, with an oidc authenticator", func(b *testing.B) {
+		run(b, withOwner(cachedPolicy(b, policy.NewCredentialCache(time.Hour, 100), "pw")), "alice", "pw")
 	})
 }

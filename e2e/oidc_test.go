@@ -48,11 +48,9 @@ func gitlabJob(iss string, now time.Time) map[string]any {
 		"pipeline_id": "574", "pipeline_source": "push", "job_id": "302", "ref": "main", "ref_type": "branch",
 		"ref_path": "refs/heads/main", "ref_protected": "true", "environment": "production",
 		"environment_protected": "true", "deployment_tier": "production", "runner_id": 1, "runner_environment": "self-hosted",
-		"sha": "714a629c0b401fdce83e847fc9589983fc6f46bc", "project_visibility": "private",
-		"ci_config_ref_uri": "gitlab.example.com/acme/web//.gitlab-ci.yml@refs/heads/main",
-		"jti": "235b3a54-b797-45c7-ae9a-f72d7bc6ef5b", "iss": iss, "aud": service,
-		"sub": "project_path:acme/web:ref_type:branch:ref:main",
-		"iat": now.Unix(), "nbf": now.Add(-5 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix(),
+		"sha": "714a629c0b401fdce83e847fc9589983fc6f46bc", "project_visibility": "private", "jti": "235b3a54-b797-45c7-ae9a-f72d7bc6ef5b",
+		"ci_config_ref_uri": "gitlab.example.com/acme/web//.gitlab-ci.yml@refs/heads/main", "iss": iss, "aud": service,
+		"sub": "project_path:acme/web:ref_type:branch:ref:main", "iat": now.Unix(), "nbf": now.Add(-5 * time.Second).Unix(), "exp": now.Add(time.Hour).Unix(),
 	}
 }
 
@@ -235,40 +233,11 @@ func TestOIDCTokenMode(t *testing.T) {
 			oidcPushMatrix(t, startBackendsRegistry(t, family, site.realm), j)
 		})
 	}
-	scope := func(repo string) string { return "repository:" + repo + ":pull,push" }
-	grants := func(t *testing.T, password string, repo string, want ...string) {
-		t.Helper()
-		a := askToken(t, site.realm, "ci", password, scope(repo))
-		a.want(t, http.StatusOK, "token for "+repo)
-		if got := actionsOn(a.access, repo); !slices.Equal(got, want) {
-			t.Fatalf("granted %v on %s, want %v", got, repo, want)
-		}
-	}
-	t.Run("the token endpoint", func(t *testing.T) {
-		job := j.github("app")
-		grants(t, job, "acme/app/web", "pull", "push")
-		grants(t, job, "acme/web", "pull")
-		grants(t, job, "own/x")
-		for _, c := range []struct{ what, user, token string }{
-			{"a foreign issuer's token", "ci", j.foreign()},
-			{"a token for another audience", "ci", j.githubWith(func(c map[string]any) { c["aud"] = "https://github.com/acme" })},
-			{"an expired token", "ci", j.githubWith(func(c map[string]any) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() })},
-			{"a token older than max_token_age", "ci", j.githubWith(func(c map[string]any) { c["iat"] = time.Now().Add(-25 * time.Hour).Unix() })},
-			{"a token signed by a key the issuer does not publish", "ci", must(o.Forge("github", githubJob(o.URL("github"), "app", time.Now())))},
-			{"a token of another organisation", "ci", j.githubWith(func(c map[string]any) { c["repository_owner"], c["repository"] = "evil", "evil/app" })},
-			{"a job token with another user name than user_name", "someone", job},
-		} {
-			a := askToken(t, site.realm, c.user, c.token, scope("acme/app/web"))
-			a.want(t, http.StatusUnauthorized, c.what)
-		}
-		// The policy's own ci keeps her password: job tokens never reach
-		// her, and her password never reaches the issuers.
-		grants(t, "ci-own-password", "own/x", "pull", "push")
-	})
+	t.Run("the token endpoint", func(t *testing.T) { oidcTokenEndpoint(t, site.realm, j) })
 	t.Run("audit: the subject and the issuer, never the token", func(t *testing.T) {
 		mark := markCaddyLog(t)
 		job := j.github("app")
-		askToken(t, site.realm, "ci", job, scope("acme/app/web")).want(t, http.StatusOK, "job token")
+		askToken(t, site.realm, "ci", job, oidcScope("acme/app/web")).want(t, http.StatusOK, "job token")
 		lines := mark.lines(t, `"msg":"token request"`, `"user":"ci"`, `"subject":"gh/acme/app"`, `"origin":"`+o.URL("github")+`"`)
 		if len(lines) != 1 {
 			t.Fatalf("%d audit lines name the subject and origin", len(lines))
@@ -279,34 +248,10 @@ func TestOIDCTokenMode(t *testing.T) {
 			t.Fatal("Caddy's log holds a job token")
 		}
 	})
-	t.Run("the issuer rotates its key", func(t *testing.T) {
-		kid, err := o.Rotate("github")
-		if err != nil {
-			t.Fatal(err)
-		}
-		job := j.github("app")
-		if headerKID(t, job) != kid {
-			t.Fatalf("the new token does not name the new key %s", kid)
-		}
-		// Picked up without a reload, within the refetch interval (1s).
-		start := time.Now()
-		deadline := start.Add(10 * time.Second)
-		for {
-			a := askToken(t, site.realm, "ci", job, scope("acme/app/web"))
-			if a.status == http.StatusOK {
-				t.Logf("a token of the new key %s accepted %s after the rotation", kid, time.Since(start).Round(time.Millisecond))
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("a token of the rotated key is still refused: %d %s", a.status, a.body)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	})
+	t.Run("the issuer rotates its key", func(t *testing.T) { oidcKeyRotation(t, site.realm, j) })
 	t.Run("docker login's refresh token: refresh grant and revocation by user name", func(t *testing.T) {
-		job := j.github("revoked")
-		rt := dockerLogin(t, site.realm, "ci", job)
-		body := expect(t, refreshGrant(t, site.realm, rt, service, scope("acme/revoked")), http.StatusOK, "refresh grant")
+		rt := dockerLogin(t, site.realm, "ci", j.github("revoked"))
+		body := expect(t, refreshGrant(t, site.realm, rt, service, oidcScope("acme/revoked")), http.StatusOK, "refresh grant")
 		var r struct{ Token string }
 		_ = json.Unmarshal(body, &r)
 		if got := actionsOn(accessOf(t, r.Token), "acme/revoked"); !slices.Equal(got, []string{"pull"}) {
@@ -315,7 +260,7 @@ func TestOIDCTokenMode(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/registry_auth/revocations", strings.NewReader(`{"policy":"`+backendsPolicy+`","user":"gh/acme/revoked"}`))
 		req.Header.Set("Content-Type", "application/json")
 		expect(t, do(t, req), http.StatusOK, "revocation")
-		expect(t, refreshGrant(t, site.realm, rt, service, scope("acme/revoked")), http.StatusUnauthorized, "refresh grant after the revocation")
+		expect(t, refreshGrant(t, site.realm, rt, service, oidcScope("acme/revoked")), http.StatusUnauthorized, "refresh grant after the revocation")
 	})
 	t.Run("logins_total counts the oidc source", func(t *testing.T) {
 		m := scrape(t)
@@ -326,6 +271,64 @@ func TestOIDCTokenMode(t *testing.T) {
 			t.Fatal("no refused oidc login counted")
 		}
 	})
+}
+
+func oidcScope(repo string) string { return "repository:" + repo + ":pull,push" }
+
+// oidcTokenEndpoint: what a job token is granted, and which tokens get a
+// 401; the policy's own user named like the Basic user name is unharmed.
+func oidcTokenEndpoint(t *testing.T, realm string, j jobs) {
+	grants := func(t *testing.T, password string, repo string, want ...string) {
+		t.Helper()
+		a := askToken(t, realm, "ci", password, oidcScope(repo))
+		a.want(t, http.StatusOK, "token for "+repo)
+		if got := actionsOn(a.access, repo); !slices.Equal(got, want) {
+			t.Fatalf("granted %v on %s, want %v", got, repo, want)
+		}
+	}
+	job := j.github("app")
+	grants(t, job, "acme/app/web", "pull", "push")
+	grants(t, job, "acme/web", "pull")
+	grants(t, job, "own/x")
+	for _, c := range []struct{ what, user, token string }{
+		{"a foreign issuer's token", "ci", j.foreign()},
+		{"a token for another audience", "ci", j.githubWith(func(c map[string]any) { c["aud"] = "https://github.com/acme" })},
+		{"an expired token", "ci", j.githubWith(func(c map[string]any) { c["exp"] = time.Now().Add(-2 * time.Minute).Unix() })},
+		{"a token older than max_token_age", "ci", j.githubWith(func(c map[string]any) { c["iat"] = time.Now().Add(-25 * time.Hour).Unix() })},
+		{"a token signed by a key the issuer does not publish", "ci", must(j.o.Forge("github", githubJob(j.o.URL("github"), "app", time.Now())))},
+		{"a token of another organisation", "ci", j.githubWith(func(c map[string]any) { c["repository_owner"], c["repository"] = "evil", "evil/app" })},
+		{"a job token with another user name than user_name", "someone", job},
+	} {
+		askToken(t, realm, c.user, c.token, oidcScope("acme/app/web")).want(t, http.StatusUnauthorized, c.what)
+	}
+	// The policy's own ci keeps her password: job tokens never reach her,
+	// and her password never reaches the issuers.
+	grants(t, "ci-own-password", "own/x", "pull", "push")
+}
+
+// oidcKeyRotation: a token of a key the issuer just rotated in is
+// accepted without a reload, within the refetch interval (1s).
+func oidcKeyRotation(t *testing.T, realm string, j jobs) {
+	kid, err := j.o.Rotate("github")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := j.github("app")
+	if headerKID(t, job) != kid {
+		t.Fatalf("the new token does not name the new key %s", kid)
+	}
+	start := time.Now()
+	for {
+		a := askToken(t, realm, "ci", job, oidcScope("acme/app/web"))
+		if a.status == http.StatusOK {
+			t.Logf("a token of the new key %s accepted %s after the rotation", kid, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("a token of the rotated key is still refused: %d %s", a.status, a.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // must is v, or a panic: for test values that cannot fail.
@@ -347,6 +350,11 @@ func headerKID(t *testing.T, raw string) string {
 	return h.Kid
 }
 
+// backendsProxySite is a registry_auth_proxy site of the backends policy.
+func backendsProxySite(proxyPort, registryPort int) string {
+	return fmt.Sprintf("\nhttp://localhost:%d {\n\tlog\n\tregistry_auth_proxy {\n\t\tpolicy %s\n\t\tupstream localhost:%d\n\t}\n}\n", proxyPort, backendsPolicy, registryPort)
+}
+
 // TestOIDCProxyMode: job tokens through registry_auth_proxy, as Basic
 // credentials on every request and with go-containerregistry's token
 // dance on the proxy's own token path, in front of both registry families
@@ -360,7 +368,7 @@ func TestOIDCProxyMode(t *testing.T) {
 	for _, family := range []string{"v3", "v2.8"} {
 		regPort, proxyPort := FreePort(), FreePort()
 		starters[family](t, shared, registrySetup{port: regPort})
-		fmt.Fprintf(&sites, "\nhttp://localhost:%d {\n\tlog\n\tregistry_auth_proxy {\n\t\tpolicy %s\n\t\tupstream localhost:%d\n\t}\n}\n", proxyPort, backendsPolicy, regPort)
+		sites.WriteString(backendsProxySite(proxyPort, regPort))
 		proxies = append(proxies, &registry{family: family, host: fmt.Sprintf("localhost:%d", proxyPort)})
 	}
 	site.load(t, oidcPolicy(t, o), sites.String())

@@ -21,24 +21,7 @@ func TestOIDCDockerAndCtr(t *testing.T) {
 	base := buildBaseImage(t)
 	o := startOIDCIssuer(t)
 	j := jobs{t, o}
-	site := newBackendsSite(t)
-	var targets []target
-	var sites strings.Builder
-	proxied := map[string]int{}
-	for _, family := range []string{"v3", "v2.8"} {
-		regPort, proxyPort := FreePort(), FreePort()
-		proxied[family] = regPort
-		fmt.Fprintf(&sites, "\nhttp://localhost:%d {\n\tlog\n\tregistry_auth_proxy {\n\t\tpolicy %s\n\t\tupstream localhost:%d\n\t}\n}\n", proxyPort, backendsPolicy, regPort)
-		targets = append(targets, target{"proxy/" + family, fmt.Sprintf("localhost:%d", proxyPort)})
-	}
-	site.load(t, oidcPolicy(t, o), sites.String())
-	for _, family := range []string{"v3", "v2.8"} {
-		starters[family](t, shared, registrySetup{port: proxied[family], disk: true})
-		e := *shared
-		e.bundle = backendsBundle()
-		reg := starters[family](t, &e, registrySetup{realm: site.realm, disk: true})
-		targets = append(targets, target{"token/" + family, reg.host})
-	}
+	targets := oidcClientTargets(t, o)
 	ctr, _ := ctrNamespace(t, address, "regauth-e2e-oidc-"+filepath.Base(shared.dir))
 
 	for _, tg := range targets {
@@ -102,4 +85,30 @@ func TestOIDCDockerAndCtr(t *testing.T) {
 			})
 		})
 	}
+}
+
+// oidcClientTargets loads the backends policy with the oidc authenticators
+// and starts, for each registry family, one behind a registry_auth_proxy
+// site of that policy and one with token auth trusting it.
+func oidcClientTargets(t *testing.T, o *OIDCIssuer) []target {
+	t.Helper()
+	site := newBackendsSite(t)
+	var targets []target
+	var sites strings.Builder
+	proxied := map[string]int{}
+	for _, family := range []string{"v3", "v2.8"} {
+		regPort, proxyPort := FreePort(), FreePort()
+		proxied[family] = regPort
+		sites.WriteString(backendsProxySite(proxyPort, regPort))
+		targets = append(targets, target{"proxy/" + family, fmt.Sprintf("localhost:%d", proxyPort)})
+	}
+	site.load(t, oidcPolicy(t, o), sites.String())
+	for _, family := range []string{"v3", "v2.8"} {
+		starters[family](t, shared, registrySetup{port: proxied[family], disk: true})
+		e := *shared
+		e.bundle = backendsBundle()
+		reg := starters[family](t, &e, registrySetup{realm: site.realm, disk: true})
+		targets = append(targets, target{"token/" + family, reg.host})
+	}
+	return targets
 }

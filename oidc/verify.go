@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -169,17 +170,26 @@ func Peek(raw string) (p Peeked, ok bool) {
 	if len(raw) > MaxTokenSize || !strings.HasPrefix(raw, "eyJ") || strings.Count(raw, ".") != 2 {
 		return p, false
 	}
-	tok, err := jwt.ParseSigned(raw, anyAlgorithm)
+	jws, err := jose.ParseSignedCompact(raw, anyAlgorithm)
 	if err != nil {
 		return p, false
 	}
-	var c jwt.Claims
-	if tok.UnsafeClaimsWithoutVerification(&c) != nil {
+	// Only three claims matter here: the standard library's decoder skips
+	// the others without building them.
+	var c struct {
+		Issuer  string  `json:"iss"`
+		Subject string  `json:"sub"`
+		Expiry  float64 `json:"exp"`
+	}
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil {
 		return p, false
 	}
 	p = Peeked{Issuer: c.Issuer, Subject: c.Subject}
-	if c.Expiry != nil {
-		p.Expiry = c.Expiry.Time()
+	if c.Expiry > 0 && c.Expiry < maxUnixTime {
+		p.Expiry = time.Unix(int64(c.Expiry), 0)
 	}
 	return p, true
 }
+
+// maxUnixTime (year 3000) bounds the expiry Peek reports.
+const maxUnixTime = 32503680000

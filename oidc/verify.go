@@ -175,18 +175,20 @@ func Peek(raw string) (p Peeked, ok bool) {
 		return p, false
 	}
 	// Only three claims matter here: the standard library's decoder skips
-	// the others without building them.
+	// the others without building them. A sub or exp of a wrong type must
+	// not keep the token from its issuer's authenticator, which refuses it.
 	var c struct {
-		Issuer  string  `json:"iss"`
-		Subject string  `json:"sub"`
-		Expiry  float64 `json:"exp"`
+		Issuer  string `json:"iss"`
+		Subject any    `json:"sub"`
+		Expiry  any    `json:"exp"`
 	}
 	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c) != nil {
 		return p, false
 	}
-	p = Peeked{Issuer: c.Issuer, Subject: c.Subject}
-	if c.Expiry > 0 && c.Expiry < maxUnixTime {
-		p.Expiry = time.Unix(int64(c.Expiry), 0)
+	p.Issuer = c.Issuer
+	p.Subject, _ = c.Subject.(string)
+	if exp, _ := c.Expiry.(float64); exp > 0 && exp < maxUnixTime {
+		p.Expiry = time.Unix(int64(exp), 0)
 	}
 	return p, true
 }

@@ -237,6 +237,10 @@ func TestPeek(t *testing.T) {
 	if p, ok := Peek(forged); !ok || p.Issuer != "https://i" {
 		t.Fatal("an HS256 token is not peeked: it would not be routed to its issuer's authenticator to be refused")
 	}
+	odd := key.sign(t, map[string]any{"iss": "https://i", "sub": 7, "exp": "soon"})
+	if p, ok := Peek(odd); !ok || p.Issuer != "https://i" || p.Subject != "" || !p.Expiry.IsZero() {
+		t.Fatalf("a token with a sub and exp of the wrong type: %+v, %v; want it routed by its iss", p, ok)
+	}
 	for _, pw := range []string{"", "hunter2", "eyJhbGciOiJSUzI1NiJ9.e30", "eyJ.a.b", raw + "x.y", strings.Repeat("eyJ.", 5000)} {
 		if _, ok := Peek(pw); ok {
 			t.Fatalf("%q peeked as a token", pw)

@@ -120,10 +120,13 @@ func (a *OIDCAuthenticator) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("jwks_file: %v", err)
 		}
 	}
-	logger := a.logger
+	logger, issuer := a.logger, a.Issuer
 	go keys.Keep(oidcKeysRefresh, func(err error, retryIn time.Duration) {
-		logger.Error("cannot fetch the issuer's keys; its tokens are refused with 503 until they are known",
-			zap.String("issuer", a.Issuer), zap.Error(err), zap.Duration("retry_in", retryIn))
+		msg := "cannot fetch the issuer's keys; its tokens are refused with 503 until they are known"
+		if keys.Known() {
+			msg = "cannot fetch the issuer's keys again; the known ones stay in use"
+		}
+		logger.Error(msg, zap.String("issuer", issuer), zap.Error(err), zap.Duration("retry_in", retryIn))
 	})
 	return nil
 }

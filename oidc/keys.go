@@ -73,6 +73,13 @@ func NewKeys(fetch func(context.Context) ([]byte, error), interval, timeout time
 // Close stops Keep and any fetch under way.
 func (k *Keys) Close() { k.close() }
 
+// Known reports whether a fetch has succeeded.
+func (k *Keys) Known() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.known
+}
+
 // Fetches is how many fetches have ended.
 func (k *Keys) Fetches() int {
 	k.mu.Lock()

@@ -254,8 +254,13 @@ func (a *OIDCAuthenticator) Claim(password string) (OwnedCredential, bool) {
 	return OwnedCredential{Caller: p.Issuer + " " + p.Subject, Expires: p.Expiry}, true
 }
 
-// Authenticate checks the token and maps its claims to an identity.
+// Authenticate checks the token and maps its claims to an identity. A
+// password that is no token of its issuer is not its business (the login
+// path never gives it one).
 func (a *OIDCAuthenticator) Authenticate(ctx context.Context, name, password string) (Identity, error) {
+	if _, ok := a.Claim(password); !ok {
+		return Identity{}, ErrUnknownUser
+	}
 	if a.UserName != "" && name != a.UserName {
 		return a.refuse(fmt.Errorf("user name %q, want %q", truncate(name, 128), a.UserName))
 	}

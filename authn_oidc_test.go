@@ -120,6 +120,15 @@ func TestOIDCAuthenticator(t *testing.T) {
 			}
 		}
 	})
+	t.Run("not its business: another issuer's token, a password", func(t *testing.T) {
+		other := i.githubClaims(now)
+		other["iss"] = "https://elsewhere.example"
+		for _, pw := range []string{i.token(t, other), "a password"} {
+			if _, err := a.Authenticate(ctx, "ci", pw); !errors.Is(err, ErrUnknownUser) {
+				t.Fatalf("%q: %v, want unknown user", pw, err)
+			}
+		}
+	})
 	t.Run("a job token maps to the templates", func(t *testing.T) {
 		id, err := a.Authenticate(ctx, "ci", job)
 		if err != nil {

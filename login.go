@@ -50,7 +50,7 @@ var (
 // when it sees them: say, a token its issuer signed. Such a password goes
 // to it alone, whatever the user name and wherever it stands in the order,
 // so no other source ever receives it, and a policy user named like the
-// Basic user name does not shadow it. Its identities carry names of its
+// Basic user name does not shadow it; any other password never reaches it. Its identities carry names of its
 // own making (a job token's "gh/acme/app" for the Basic user "ci"). The
 // throttle and the credential cache key on the caller it names, never on
 // the user name, which many callers may share.
@@ -249,7 +249,7 @@ func (p *Policy) check(ctx context.Context, snap *policy.Compiled, r route, user
 }
 
 // askSources asks the policy's own users, then each authenticator in
-// order, until one knows the user. The own users are always asked, with
+// order (but the credential owners), until one knows the user. The own users are always asked, with
 // one bcrypt compare against a dummy hash when the name is not theirs, so
 // that a name's time does not tell which source has it. The identity is
 // the source's, without the policy's groups, and must bear the name asked
@@ -257,6 +257,9 @@ func (p *Policy) check(ctx context.Context, snap *policy.Compiled, r route, user
 func (p *Policy) askSources(ctx context.Context, snap *policy.Compiled, user, password string) (Identity, error) {
 	sources := append([]namedAuthenticator{{userSet{snap.Users()}, "policy"}}, p.authenticators...)
 	for _, a := range sources {
+		if _, owner := a.Authenticator.(CredentialOwner); owner {
+			continue // it answers only for what it claims (route)
+		}
 		id, err := a.Authenticate(ctx, user, password)
 		if errors.Is(err, ErrUnknownUser) {
 			continue

@@ -106,6 +106,21 @@ func TestOwnedCredentialsGoToTheirOwnerOnly(t *testing.T) {
 	})
 }
 
+// An owner standing first in the order never sees an ordinary password:
+// the sources after it answer for their users as before.
+func TestOwnersAreNotAskedInTheOrder(t *testing.T) {
+	owner := &fakeOwner{issuer: "https://issuer"}
+	later := &fakeSource{user: "bob", password: "bob-pw"}
+	p, _ := chainPolicy(t, owner, later)
+	p.owners = []*ownedSource{{namedAuthenticator{owner, "oidc"}, owner, []byte("binding")}}
+	if id, err := p.login(context.Background(), p.Current(), "", "bob", "bob-pw"); err != nil || id.Name != "bob" {
+		t.Fatalf("a later source's user: %+v, %v", id, err)
+	}
+	if owner.asked() != 0 {
+		t.Fatalf("the owner was asked %d times about an ordinary password", owner.asked())
+	}
+}
+
 // The cache keys on the credential and the user name, and a remembered
 // success ends at the credential's expiry.
 func TestOwnedCredentialsInTheCache(t *testing.T) {

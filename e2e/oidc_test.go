@@ -105,8 +105,9 @@ func mint(t *testing.T, o *OIDCIssuer, name string, claims map[string]any) strin
 
 // oidcPolicy is the body of the backends policy with three oidc
 // authenticators (GitHub and GitLab by discovery, Kubernetes by a JWKS
-// file), a policy user named ci with a password of her own, and rules for
-// the names the tokens map to.
+// file), a policy user named ci with a password of her own, a static
+// authenticator after the oidc ones (whose users they must not refuse),
+// and rules for the names the tokens map to.
 func oidcPolicy(t *testing.T, o *OIDCIssuer) string {
 	t.Helper()
 	data, err := o.JWKS("k8s")
@@ -145,11 +146,14 @@ func oidcPolicy(t *testing.T, o *OIDCIssuer) string {
 			groups    k8s/{claims.kubernetes\.io.namespace}
 			jwks_file %[6]s
 		}
+		authenticator static {
+			user robot plaintext robot-password
+		}
 		allow user:gh/acme/app pull,push acme/app acme/app/**
 		allow group:acme pull acme/**
 		allow user:gl/acme/web pull,push acme/web acme/web/**
 		allow user:k8s/ci/builder pull,push ci/**
-		allow user:ci pull,push own/**`,
+		allow user:ci,user:robot pull,push own/**`,
 		o.URL("github"), o.URL("gitlab"), o.CAFile, service, k8sIssuer, jwksFile)
 }
 
@@ -304,6 +308,12 @@ func oidcTokenEndpoint(t *testing.T, realm string, j jobs) {
 	// The policy's own ci keeps her password: job tokens never reach her,
 	// and her password never reaches the issuers.
 	grants(t, "ci-own-password", "own/x", "pull", "push")
+	// A source after the oidc authenticators answers for its users.
+	a := askToken(t, realm, "robot", "robot-password", oidcScope("own/x"))
+	a.want(t, http.StatusOK, "robot, from the static authenticator after the oidc ones")
+	if got := actionsOn(a.access, "own/x"); !slices.Equal(got, []string{"pull", "push"}) {
+		t.Fatalf("robot was granted %v", got)
+	}
 }
 
 // oidcKeyRotation: a token of a key the issuer just rotated in is

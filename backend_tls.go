@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -30,6 +31,19 @@ func tlsConfigFor(caFile, serverName string) (*tls.Config, error) {
 		return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", caFile)
 	}
 	return cfg, nil
+}
+
+// checkHTTPTransport: https, or plain http to a loopback address only.
+func checkHTTPTransport(u *url.URL) error {
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return fmt.Errorf("plain http is allowed to a loopback address only; use https")
+	default:
+		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

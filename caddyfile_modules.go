@@ -3,7 +3,10 @@ package registryauth
 import (
 	"strconv"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/regauth/caddy-registry-auth/oidc"
 )
 
 // The blocks of the guest modules, as `authenticator <module> {...}` or
@@ -114,6 +117,77 @@ func (a *LDAPAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return nil
 	})
 	return moduleBlock(d, "ldap authenticator", subs)
+}
+
+// UnmarshalCaddyfile reads:
+//
+//	authenticator oidc {
+//		issuer                <url>
+//		audience              <audience>
+//		username              <template, such as gh/{claims.repository}>
+//		groups                <template...>
+//		require               <claim> <value>
+//		jwks_file             <path>
+//		ca_file               <path>
+//		user_name             <name>
+//		max_token_age         <duration>
+//		refresh_grace         <duration>
+//		jwks_refetch_interval <duration>
+//		timeout               <duration>
+//	}
+//
+// Templates and claim paths are checked here, so an error names its line.
+func (a *OIDCAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	subs := stringFields(map[string]*string{
+		"issuer": &a.Issuer, "audience": &a.Audience, "jwks_file": &a.JWKSFile,
+		"ca_file": &a.CAFile, "user_name": &a.UserName,
+	})
+	subs["username"] = once(func(d *caddyfile.Dispenser) error {
+		if err := oneArg(d, &a.Username); err != nil {
+			return err
+		}
+		if _, err := parseUsernameTemplate(a.Username); err != nil {
+			return d.Err(err.Error())
+		}
+		return nil
+	})
+	subs["groups"] = repeatable(func(d *caddyfile.Dispenser) error {
+		var groups []string
+		if err := someArgs(d, &groups); err != nil {
+			return err
+		}
+		for _, g := range groups {
+			if _, err := oidc.ParseTemplate(g); err != nil {
+				return d.Errf("groups: %v", err)
+			}
+		}
+		a.Groups = append(a.Groups, groups...)
+		return nil
+	})
+	subs["require"] = repeatable(func(d *caddyfile.Dispenser) error {
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("want: require <claim> <value>")
+		}
+		if _, err := oidc.ParsePath(args[0]); err != nil {
+			return d.Errf("require: %v", err)
+		}
+		if _, dup := a.Require[args[0]]; dup {
+			return d.Errf("require: claim %q is required twice", args[0])
+		}
+		if a.Require == nil {
+			a.Require = map[string]string{}
+		}
+		a.Require[args[0]] = args[1]
+		return nil
+	})
+	for name, dst := range map[string]*caddy.Duration{
+		"max_token_age": &a.MaxTokenAge, "refresh_grace": &a.RefreshGrace,
+		"jwks_refetch_interval": &a.JWKSRefetchInterval, "timeout": &a.Timeout,
+	} {
+		subs[name] = once(func(d *caddyfile.Dispenser) error { return durationArg(d, dst) })
+	}
+	return moduleBlock(d, "oidc authenticator", subs)
 }
 
 // moduleBlock reads a guest module's line, which takes no argument after

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/regauth/caddy-registry-auth/oidc"
 	"github.com/regauth/caddy-registry-auth/policy"
 )
 
@@ -57,6 +58,10 @@ deny user:ci delete **`,
 		// Policy files, authenticators and authorizers.
 		"policy_file /etc/policy.d\npolicy_file /etc/docker_auth.yml docker_auth\nreload_interval 10s\nauthenticator ldap {\n\turl ldaps://l\n\tstarttls\n\tca_file /ca.pem\n\ttimeout 2s\n\tpool_size 3\n\tbind_dn cn=a\n\tbind_password {env.P}\n\tbase_dn dc=x\n\tuser_filter \"(uid={user})\"\n\tuser_attribute uid\n\tgroup_attribute memberOf\n\tgroup_base_dn dc=g\n\tgroup_filter \"(member={dn})\"\n\tgroup_name_attribute cn\n}\nauthenticator http {\n\turl https://a/b\n\ttimeout 1s\n}\nauthorizer http {\n\turl https://a/c\n\tcache_ttl off\n}",
 		"reload_interval off\nauthenticator nosuch {\n}\nauthorizer http {\n\turl https://a\n\turl https://b\n}\npolicy_file /x nginx",
+		// The oidc authenticator: the issue's block, and a Kubernetes one.
+		"authenticator oidc {\n\tissuer https://token.actions.githubusercontent.com # exact iss\n\taudience registry.example.com\n\tusername gh/{claims.repository}\n\tgroups {claims.repository_owner} {claims.environment}\n\trequire repository_owner acme\n\tjwks_file /etc/k8s-jwks.json\n\tca_file /etc/ca.pem\n\tuser_name ci\n}\nallow user:gh/acme/app pull,push acme/app/**",
+		"authenticator oidc {\n\tissuer https://k\n\taudience r\n\tusername k8s/{claims.kubernetes\\.io.namespace}/{claims.kubernetes\\.io.serviceaccount.name}\n\tgroups k8s-{claims.a}\n\tgroups {claims.b}\n\trequire kubernetes\\.io.namespace ci\n\tmax_token_age 1h\n\trefresh_grace 30m\n\tjwks_refetch_interval 30s\n\ttimeout 3s\n}",
+		"authenticator oidc {\n\tusername {claims.sub}\n\trequire a\n\tgroups {x}\n}",
 		// Broken ones.
 		"allow everyone pul public/**",
 		"allow everyone pull regexp:(",
@@ -117,6 +122,9 @@ func checkAdaptedConfig(t *testing.T, text string, out []byte) {
 					t.Fatalf("policy %q rule %d %+v does not compile: %v\nCaddyfile:\n%s", name, i, r, err, text)
 				}
 			}
+			for _, raw := range pc.AuthenticatorsRaw {
+				checkAdaptedOIDC(t, text, raw)
+			}
 		}
 	}
 	// Numbers stay json.Number, so that they are written back verbatim.
@@ -158,6 +166,38 @@ func checkAdaptedConfig(t *testing.T, text string, out []byte) {
 			}
 		}
 	})
+}
+
+// checkAdaptedOIDC: an oidc authenticator the Caddyfile accepted loads
+// without unknown fields, and its templates and claim paths compile as
+// provisioning will compile them.
+func checkAdaptedOIDC(t *testing.T, text string, raw json.RawMessage) {
+	t.Helper()
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || string(fields["authenticator"]) != `"oidc"` {
+		return
+	}
+	delete(fields, "authenticator")
+	rest, _ := json.Marshal(fields)
+	var a OIDCAuthenticator
+	if err := caddy.StrictUnmarshalJSON(rest, &a); err != nil {
+		t.Fatalf("oidc authenticator refused: %v\nCaddyfile:\n%s\nJSON:\n%s", err, text, rest)
+	}
+	if a.Username != "" {
+		if _, err := parseUsernameTemplate(a.Username); err != nil {
+			t.Fatalf("username accepted by the Caddyfile, refused at provisioning: %v\nCaddyfile:\n%s", err, text)
+		}
+	}
+	for _, g := range a.Groups {
+		if _, err := oidc.ParseTemplate(g); err != nil {
+			t.Fatalf("group accepted by the Caddyfile, refused at provisioning: %v\nCaddyfile:\n%s", err, text)
+		}
+	}
+	for claim := range a.Require {
+		if _, err := oidc.ParsePath(claim); err != nil {
+			t.Fatalf("claim accepted by the Caddyfile, refused at provisioning: %v\nCaddyfile:\n%s", err, text)
+		}
+	}
 }
 
 // walkHandlers calls fn on every JSON object in v that has a "handler"

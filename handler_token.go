@@ -136,6 +136,9 @@ type decision struct {
 	// rules, for a request not granted in full, names the rules that
 	// decided (see explainRefusal), for the audit line only.
 	rules string
+	// subject is who the request was granted as, origin the issuer
+	// outside the policy that vouched for it, if any.
+	subject, origin string
 }
 
 // issue authenticates, authorizes and answers with a token.
@@ -161,6 +164,9 @@ func (h *TokenHandler) issue(w http.ResponseWriter, r *http.Request, req *tokenR
 		return h.refuse(w, r, req, d, rerr, refusalOutcome(rerr.status), reason)
 	}
 	setUser(r, id.Name)
+	if d.subject = id.Name; id.Origin != nil {
+		d.origin = id.Origin.Issuer
+	}
 	d.granted = p.authorize(r.Context(), snap, id, d.service, clientIP(r), d.requested)
 	d.rules = refusedRules(snap, id, d.requested, d.granted)
 	m, err := p.mint(snap, id, d.service, d.granted, now)
@@ -222,6 +228,9 @@ func (h *TokenHandler) refreshToken(req *tokenRequest, snap *policy.Compiled, id
 	case req.refresh != "":
 		// The same one back: Docker stores the first and never a new one.
 		return req.refresh, nil
+	case req.offline && h.policy.refreshLifetime > 0 && id.Origin != nil:
+		// Vouched for by an issuer outside the policy (refresh_owned.go).
+		return h.policy.issueOwnedRefresh(id, service, now)
 	case req.offline && h.policy.refreshLifetime > 0 && snap.Users().Knows(id.Name):
 		// Only the policy's own users: a password changed in a directory
 		// or an HTTP service cannot be seen here, so it could not revoke
@@ -302,6 +311,11 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, d decision, outco
 	}
 	if req != nil {
 		fields = append(fields, zap.String("user", truncate(req.user, 128)))
+	}
+	if d.origin != "" {
+		// The name the issuer's token mapped to, and the issuer: the Basic
+		// user name (say "ci") tells nothing.
+		fields = append(fields, zap.String("subject", d.subject), zap.String("origin", d.origin))
 	}
 	if d.requested != nil {
 		fields = append(fields, zap.String("requested", token.FormatScopes(d.requested)))

@@ -46,13 +46,8 @@ func (s *HTTPService) provision() error {
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("url: want an absolute http(s) URL, got %q", s.URL)
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return fmt.Errorf("url: plain http is allowed to a loopback address only; use https")
-	default:
-		return fmt.Errorf("url: scheme %q is not http or https", u.Scheme)
+	if err := checkHTTPTransport(u); err != nil {
+		return fmt.Errorf("url: %v", err)
 	}
 	s.where = u.Scheme + "://" + u.Host + u.Path
 	s.timeout = time.Duration(s.Timeout)

@@ -2,6 +2,7 @@ package registryauth
 
 import (
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,7 +14,7 @@ import (
 var metrics struct {
 	once          sync.Once
 	tokenRequests *prometheus.CounterVec   // outcome
-	logins        *prometheus.CounterVec   // result
+	logins        *prometheus.CounterVec   // result, source
 	loginSeconds  *prometheus.HistogramVec // result, for checks that ran bcrypt
 	proxyRequests *prometheus.CounterVec   // decision
 	cacheLookups  *prometheus.CounterVec   // result
@@ -25,27 +26,28 @@ var metrics struct {
 }
 
 // counters are the plugin's counters: where each is kept, its name, its
-// one label, the label's values and what it counts.
+// labels, each label's values and what it counts.
 var counters = []struct {
-	dst         **prometheus.CounterVec
-	name, label string
-	values      []string
-	help        string
+	dst    **prometheus.CounterVec
+	name   string
+	labels []string
+	values [][]string // per label
+	help   string
 }{
-	{&metrics.tokenRequests, "token_requests_total", "outcome",
-		[]string{"granted", "partial", "denied", "bad_request", "unauthorized", "throttled", "busy"},
+	{&metrics.tokenRequests, "token_requests_total", []string{"outcome"},
+		[][]string{{"granted", "partial", "denied", "bad_request", "unauthorized", "throttled", "busy"}},
 		"Token endpoint requests by outcome: granted, partial, denied, bad_request, unauthorized, throttled, busy."},
-	{&metrics.logins, "logins_total", "result",
-		[]string{"cached", "ok", "failed", "throttled", "busy", "unavailable"},
-		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer)."},
-	{&metrics.proxyRequests, "proxy_requests_total", "decision",
-		[]string{"forwarded", "challenged", "denied", "invalid_token", "insufficient_scope", "bad_request", "throttled", "busy", "unavailable"},
+	{&metrics.logins, "logins_total", []string{"result", "source"},
+		[][]string{{"cached", "ok", "failed", "throttled", "busy", "unavailable"}, {sourcePassword, "oidc"}},
+		"Password logins by result: cached (credential cache hit), ok, failed, throttled, busy (no hash slot free), unavailable (an authenticator could not answer); and by source: password (the policy's users and authenticators in order), or the module name of the authenticator that owns the credential (oidc)."},
+	{&metrics.proxyRequests, "proxy_requests_total", []string{"decision"},
+		[][]string{{"forwarded", "challenged", "denied", "invalid_token", "insufficient_scope", "bad_request", "throttled", "busy", "unavailable"}},
 		"Registry requests through registry_auth_proxy by decision: forwarded, challenged, denied, invalid_token, insufficient_scope, bad_request, throttled, busy, unavailable (the registry could not be reached)."},
-	{&metrics.cacheLookups, "credential_cache_lookups_total", "result",
-		[]string{"hit", "miss"},
+	{&metrics.cacheLookups, "credential_cache_lookups_total", []string{"result"},
+		[][]string{{"hit", "miss"}},
 		"Credential cache lookups of password logins by result: hit (no password check needed) or miss."},
-	{&metrics.reloads, "policy_reloads_total", "result",
-		[]string{"ok", "failed"},
+	{&metrics.reloads, "policy_reloads_total", []string{"result"},
+		[][]string{{"ok", "failed"}},
 		"Reloads of changed policy and htpasswd files by result: ok, or failed (the previous policy stays in force)."},
 }
 
@@ -73,10 +75,10 @@ func createMetrics() {
 	const ns, sub = "caddy", "registry_auth"
 	metrics.once.Do(func() {
 		for _, c := range counters {
-			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, []string{c.label})
+			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, c.labels)
 			children[*c.dst] = map[string]prometheus.Counter{}
-			for _, v := range c.values {
-				children[*c.dst][v] = (*c.dst).WithLabelValues(v)
+			for _, vals := range combinations(c.values) {
+				children[*c.dst][strings.Join(vals, "\x00")] = (*c.dst).WithLabelValues(vals...)
 			}
 		}
 		for _, g := range gauges {
@@ -110,17 +112,36 @@ func registerMetrics(reg *prometheus.Registry) error {
 }
 
 // count adds one to a counter if the metrics exist (unit tests build
-// handlers without Caddy, so without them). A label value outside the
-// counter's fixed set is a bug; it is still counted.
-func count(v *prometheus.CounterVec, label string) {
+// handlers without Caddy, so without them). Label values outside the
+// counter's fixed sets are a bug; they are still counted.
+func count(v *prometheus.CounterVec, labels ...string) {
 	if v == nil {
 		return
 	}
-	if c, ok := children[v][label]; ok {
+	key := labels[0]
+	if len(labels) > 1 {
+		key = strings.Join(labels, "\x00")
+	}
+	if c, ok := children[v][key]; ok {
 		c.Inc()
 		return
 	}
-	v.WithLabelValues(label).Inc()
+	v.WithLabelValues(labels...).Inc()
+}
+
+// combinations is every choice of one value per label, in order.
+func combinations(values [][]string) [][]string {
+	out := [][]string{nil}
+	for _, vs := range values {
+		var next [][]string
+		for _, prefix := range out {
+			for _, v := range vs {
+				next = append(next, append(append([]string(nil), prefix...), v))
+			}
+		}
+		out = next
+	}
+	return out
 }
 
 // setKeyGauges sets the gauges of a policy's keys from its keyring.

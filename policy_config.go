@@ -99,9 +99,12 @@ type Policy struct {
 	// their configuration.
 	authenticators []namedAuthenticator
 	sourcesBinding []byte
-	authorizers    []namedAuthorizer
-	throttle       *throttle // nil when off
-	minted         *mintCache
+	// owners are the authenticators that own credentials (also in
+	// authenticators): a credential one claims goes to it alone.
+	owners      []*ownedSource
+	authorizers []namedAuthorizer
+	throttle    *throttle // nil when off
+	minted      *mintCache
 
 	// tokenEndpoint is set when a registry_auth_token handler of its own
 	// serves the policy: then it may never hold immutable tags.
@@ -215,7 +218,11 @@ func (p *Policy) loadBackends(ctx caddy.Context, pc *PolicyConfig) error {
 		described, _ := json.Marshal(m)
 		fmt.Fprintf(binding, "%d:%T:%d:", i, m, len(described))
 		binding.Write(described)
-		p.authenticators = append(p.authenticators, namedAuthenticator{m, moduleName(m)})
+		named := namedAuthenticator{m, moduleName(m)}
+		p.authenticators = append(p.authenticators, named)
+		if err := p.addOwner(i, named, described); err != nil {
+			return err
+		}
 	}
 	p.sourcesBinding = append([]byte("authenticators\x00"), binding.Sum(nil)...)
 	authorizers, err := loadGuests[Authorizer](ctx, pc, "AuthorizersRaw", len(pc.AuthorizersRaw))
@@ -223,6 +230,23 @@ func (p *Policy) loadBackends(ctx caddy.Context, pc *PolicyConfig) error {
 		p.authorizers = append(p.authorizers, namedAuthorizer{m, moduleName(m)})
 	}
 	return err
+}
+
+// addOwner registers the i-th authenticator as the owner of its
+// credentials if it is a CredentialOwner, bound to its configuration.
+func (p *Policy) addOwner(i int, a namedAuthenticator, described []byte) error {
+	owner, ok := a.Authenticator.(CredentialOwner)
+	if !ok {
+		return nil
+	}
+	for _, o := range p.owners {
+		if o.owner.Owner() == owner.Owner() {
+			return fmt.Errorf("authenticators[%d]: a second %s authenticator for %q: one per issuer", i, a.name, owner.Owner())
+		}
+	}
+	sum := sha256.Sum256(append([]byte(fmt.Sprintf("owner\x00%T\x00", owner)), described...))
+	p.owners = append(p.owners, &ownedSource{a, owner, sum[:]})
+	return nil
 }
 
 // loadGuests loads the n modules of one of pc's module fields, each of

@@ -70,11 +70,10 @@ func (p *Policy) refreshIdentity(snap *policy.Compiled, raw, service string, now
 	if err != nil {
 		return Identity{}, errRefreshRefused
 	}
-	fp, ok := snap.Users().Fingerprint(c.Subject, p.Signer.Secret())
-	if !ok || fp != c.Fingerprint {
+	id, ok := p.refreshSubject(snap, c)
+	if !ok {
 		return Identity{}, errRefreshRefused
 	}
-	id, _ := snap.User(c.Subject)
 	if p.storage != nil {
 		rev, err := loadRevocations(context.Background(), p.storage, p.Name)
 		if err != nil {
@@ -86,4 +85,19 @@ func (p *Policy) refreshIdentity(snap *policy.Compiled, raw, service string, now
 		}
 	}
 	return id, nil
+}
+
+// refreshSubject is the identity a verified refresh token names, if its
+// binding holds: a user's current password, or for an identity an issuer
+// outside the policy vouched for, its owner's configuration
+// (refresh_owned.go).
+func (p *Policy) refreshSubject(snap *policy.Compiled, c *token.Claims) (Identity, bool) {
+	if c.OriginIssuer != "" {
+		return p.ownedRefreshIdentity(snap, c)
+	}
+	fp, ok := snap.Users().Fingerprint(c.Subject, p.Signer.Secret())
+	if !ok || fp != c.Fingerprint {
+		return Identity{}, false
+	}
+	return snap.User(c.Subject)
 }

@@ -56,6 +56,10 @@ func (s *proxySlot) name() string {
 var shared *env
 
 func TestMain(m *testing.M) {
+	if os.Getenv(OIDCIssuerEnv) != "" {
+		// This binary started as the tests' OIDC issuer (oidc_issuer.go).
+		os.Exit(RunOIDCIssuer())
+	}
 	os.Exit(runMain(m))
 }
 

@@ -51,7 +51,7 @@ func BenchmarkLDAPLogin(b *testing.B) {
 	b.Run("credential-cache-hit", func(b *testing.B) {
 		cache := policy.NewCredentialCache(registryauth.DefaultCredentialCacheTTL, 10000)
 		binding := []byte("authenticators\x00ldap")
-		cache.Remember(cache.Key("ldev", ldapNames.pw["ldev"], binding), []string{"devs"}, false, time.Now())
+		cache.Remember(cache.Key("ldev", ldapNames.pw["ldev"], binding), policy.Identity{Name: "ldev", Groups: []string{"devs"}}, false, time.Time{}, time.Now())
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, ok := cache.Recall(cache.Key("ldev", ldapNames.pw["ldev"], binding), time.Now()); !ok {

@@ -68,7 +68,7 @@ func TestMetrics(t *testing.T) {
 	for _, series := range []string{
 		`caddy_registry_auth_token_requests_total{outcome="granted"}`,
 		`caddy_registry_auth_token_requests_total{outcome="unauthorized"}`,
-		`caddy_registry_auth_logins_total{result="failed"}`,
+		`caddy_registry_auth_logins_total{result="failed",source="password"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="forwarded"}`,
 		`caddy_registry_auth_proxy_requests_total{decision="challenged"}`,
 		`caddy_registry_auth_credential_cache_lookups_total{result="hit"}`,
@@ -81,7 +81,7 @@ func TestMetrics(t *testing.T) {
 
 	// Earlier tests may have left alice in the credential cache.
 	okOrCached := func(m map[string]float64) float64 {
-		return m[`caddy_registry_auth_logins_total{result="ok"}`] + m[`caddy_registry_auth_logins_total{result="cached"}`]
+		return m[`caddy_registry_auth_logins_total{result="ok",source="password"}`] + m[`caddy_registry_auth_logins_total{result="cached",source="password"}`]
 	}
 	if okOrCached(after) <= okOrCached(before) {
 		t.Errorf("successful logins (ok + cached) did not grow")
@@ -102,11 +102,13 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// Every label value comes from the plugin's fixed sets, whatever the
-	// requests were: the series are bounded by construction (at most 80).
+	// requests were: the series are bounded by construction (at most 86:
+	// logins_total has 6 results × 2 sources).
 	allowed := map[string]string{
 		"outcome":  " granted partial denied bad_request unauthorized throttled busy ",
 		"result":   " cached ok failed throttled busy unavailable hit miss ",
 		"decision": " forwarded challenged denied invalid_token insufficient_scope bad_request throttled busy unavailable ",
+		"source":   " password oidc ",
 		"le":       " 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 +Inf ",
 		"policy":   " default ", // the policies of the configuration
 	}
@@ -119,7 +121,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	if len(final) > 80 {
+	if len(final) > 86 {
 		t.Fatalf("%d registry_auth series after 10,000 random requests: labels are not bounded", len(final))
 	}
 	t.Logf("%d registry_auth series, every label value from the fixed sets", len(final))

@@ -260,20 +260,15 @@ func ctrAddress(t *testing.T) string {
 	return ""
 }
 
-func TestContainerdCtr(t *testing.T) {
-	requireDocker(t)
-	address := ctrAddress(t)
-	base := buildBaseImage(t)
-	tarball := filepath.Join(t.TempDir(), "base.tar")
-	if out, err := exec.Command("docker", "save", "-o", tarball, base).CombinedOutput(); err != nil {
-		t.Fatalf("docker save: %v %s", err, out)
-	}
-	ns := "regauth-e2e-" + filepath.Base(shared.dir)
-	ctr := func(args ...string) (string, error) {
+// ctrNamespace runs ctr in the containerd namespace ns, which is emptied
+// and removed when t ends: ctr returns the output, must fails the test on
+// an error.
+func ctrNamespace(t *testing.T, address, ns string) (ctr func(args ...string) (string, error), must func(t *testing.T, args ...string)) {
+	ctr = func(args ...string) (string, error) {
 		out, err := exec.Command("ctr", append([]string{"--address", address, "-n", ns}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	must := func(t *testing.T, args ...string) {
+	must = func(t *testing.T, args ...string) {
 		t.Helper()
 		if out, err := ctr(args...); err != nil {
 			t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -298,6 +293,18 @@ func TestContainerdCtr(t *testing.T) {
 		}
 		t.Logf("could not remove the containerd namespace %s", ns)
 	})
+	return ctr, must
+}
+
+func TestContainerdCtr(t *testing.T) {
+	requireDocker(t)
+	address := ctrAddress(t)
+	base := buildBaseImage(t)
+	tarball := filepath.Join(t.TempDir(), "base.tar")
+	if out, err := exec.Command("docker", "save", "-o", tarball, base).CombinedOutput(); err != nil {
+		t.Fatalf("docker save: %v %s", err, out)
+	}
+	ctr, must := ctrNamespace(t, address, "regauth-e2e-"+filepath.Base(shared.dir))
 	must(t, "images", "import", tarball)
 	// containerd names what docker saved with the full reference.
 	base = "docker.io/library/" + base

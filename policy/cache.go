@@ -45,7 +45,7 @@ type remembered struct {
 	// ttl after their last use, up to CacheMaxAge; the others (a source
 	// whose password change the cache cannot see) one ttl after the check.
 	sliding bool
-	groups  []string
+	id      Identity
 }
 
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
@@ -77,9 +77,9 @@ func (c *CredentialCache) Key(name, password string, binding []byte) CacheKey {
 	return out
 }
 
-// Recall reports whether a check of k succeeded recently, with the groups
-// its source gave, and extends a sliding entry.
-func (c *CredentialCache) Recall(k CacheKey, now time.Time) (groups []string, ok bool) {
+// Recall reports whether a check of k succeeded recently, with the
+// identity its source gave, and extends a sliding entry.
+func (c *CredentialCache) Recall(k CacheKey, now time.Time) (id Identity, ok bool) {
 	r, ok := c.entries.Get(k, now)
 	if ok && r.sliding {
 		until := now.Add(c.ttl)
@@ -88,15 +88,22 @@ func (c *CredentialCache) Recall(k CacheKey, now time.Time) (groups []string, ok
 		}
 		c.entries.Put(k, r, until, now)
 	}
-	return r.groups, ok
+	return r.id, ok
 }
 
 // Remember records a successful check of k. sliding says whether a change
-// of password would change k (see remembered). When full the cache drops
-// arbitrary entries: a dropped entry only costs one more check.
-func (c *CredentialCache) Remember(k CacheKey, groups []string, sliding bool, now time.Time) {
-	r := remembered{checked: now, sliding: sliding, groups: append([]string(nil), groups...)}
-	c.entries.Put(k, r, now.Add(c.ttl), now)
+// of password would change k (see remembered). notAfter, unless zero, ends
+// the entry then whatever its ttl: a token's own expiry, after which the
+// credential is worth nothing. When full the cache drops arbitrary
+// entries: a dropped entry only costs one more check.
+func (c *CredentialCache) Remember(k CacheKey, id Identity, sliding bool, notAfter, now time.Time) {
+	id.Groups = append([]string(nil), id.Groups...)
+	r := remembered{checked: now, sliding: sliding && notAfter.IsZero(), id: id}
+	until := now.Add(c.ttl)
+	if !notAfter.IsZero() && notAfter.Before(until) {
+		until = notAfter
+	}
+	c.entries.Put(k, r, until, now)
 }
 
 // Len is the number of remembered checks.

@@ -18,13 +18,13 @@ func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
 	c := NewCredentialCache(time.Minute, 3)
 	now := time.Now()
 	for i := 0; i < 10; i++ {
-		c.Remember(c.Key("u", string(rune('a'+i)), nil), nil, true, now)
+		c.Remember(c.Key("u", string(rune('a'+i)), nil), Identity{}, true, time.Time{}, now)
 	}
 	if c.Len() > 3 {
 		t.Fatalf("%d entries, bound 3", c.Len())
 	}
 	id := c.Key("u", "z", nil)
-	c.Remember(id, nil, true, now)
+	c.Remember(id, Identity{}, true, time.Time{}, now)
 	if !hit(c, id, now.Add(59*time.Second)) {
 		t.Fatal("entry gone within its TTL")
 	}
@@ -32,7 +32,7 @@ func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
 		t.Fatal("entry alive more than a TTL after its last use")
 	}
 	// Used without pause, an entry lives up to CacheMaxAge after the check.
-	c.Remember(id, nil, true, now)
+	c.Remember(id, Identity{}, true, time.Time{}, now)
 	for at := time.Duration(0); at < CacheMaxAge; at += 30 * time.Second {
 		if !hit(c, id, now.Add(at)) {
 			t.Fatalf("entry in use lost after %s", at)
@@ -52,12 +52,33 @@ func TestCredentialCacheExternalEntriesLiveOneTTL(t *testing.T) {
 	c := NewCredentialCache(time.Minute, 10)
 	now := time.Now()
 	k := c.Key("bob", "pw", []byte("external\x00ldap"))
-	c.Remember(k, []string{"devs"}, false, now)
-	if g, ok := c.Recall(k, now.Add(50*time.Second)); !ok || len(g) != 1 || g[0] != "devs" {
-		t.Fatalf("Recall = %v, %v", g, ok)
+	c.Remember(k, Identity{Name: "bob", Groups: []string{"devs"}}, false, time.Time{}, now)
+	if id, ok := c.Recall(k, now.Add(50*time.Second)); !ok || id.Name != "bob" || len(id.Groups) != 1 || id.Groups[0] != "devs" {
+		t.Fatalf("Recall = %v, %v", id, ok)
 	}
 	if hit(c, k, now.Add(61*time.Second)) {
 		t.Fatal("an external entry outlived one TTL after its check")
+	}
+}
+
+// An entry capped by its credential's expiry ends then, however long the
+// TTL, and is never extended: a token is worth nothing past its exp.
+func TestCredentialCacheEntryEndsAtItsCap(t *testing.T) {
+	c := NewCredentialCache(time.Hour, 10)
+	now := time.Now()
+	k := c.Key("https://issuer sub", "a.job.token", nil)
+	exp := now.Add(90 * time.Second)
+	c.Remember(k, Identity{Name: "gh/acme/app"}, true, exp, now)
+	if id, ok := c.Recall(k, now.Add(89*time.Second)); !ok || id.Name != "gh/acme/app" {
+		t.Fatalf("Recall before the cap = %v, %v", id, ok)
+	}
+	if hit(c, k, exp) {
+		t.Fatal("the entry is recalled at its credential's expiry")
+	}
+	// A cap after the TTL changes nothing.
+	c.Remember(k, Identity{}, false, now.Add(2*time.Hour), now)
+	if hit(c, k, now.Add(time.Hour+time.Second)) {
+		t.Fatal("the entry outlived its TTL")
 	}
 }
 
@@ -120,7 +141,7 @@ func TestPlaintextUsersAreStableAcrossLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	b1, _ := first.Users().Binding("robot")
-	cache.Remember(cache.Key("robot", "s3cret", b1), nil, true, time.Now())
+	cache.Remember(cache.Key("robot", "s3cret", b1), Identity{}, true, time.Time{}, time.Now())
 	b2, _ := second.Users().Binding("robot")
 	if !hit(cache, cache.Key("robot", "s3cret", b2), time.Now()) {
 		t.Fatal("a reload lost a plaintext user's cached login")

@@ -38,6 +38,21 @@ type User struct {
 type Identity struct {
 	Name   string
 	Groups []string
+	// Origin is set when an issuer outside the policy vouched for the
+	// name (a workload's OIDC token): audit lines and refresh tokens name
+	// it.
+	Origin *Origin
+}
+
+// Origin is the issuer outside the policy that vouched for an identity.
+type Origin struct {
+	// Issuer and Subject name the caller where it came from ("iss" and
+	// "sub" of its token).
+	Issuer, Subject string
+	// Groups are those the issuer's token gave, before the policy's own.
+	Groups []string
+	// RefreshUntil bounds the life of refresh tokens issued to it.
+	RefreshUntil time.Time
 }
 
 // Anonymous reports whether the request carried no credentials.

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 time=${1:-30s}
-for pkg in ./token ./policy ./migrate .; do
+for pkg in ./token ./policy ./migrate ./oidc .; do
 	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
 		echo "== $pkg $target"
 		go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$time"

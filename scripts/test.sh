@@ -33,7 +33,12 @@ promtool test rules deploy/prometheus/alerts_test.yml
 echo "== the built binary: list-modules, adapt and validate Caddyfile.example"
 tmp=$(mktemp -d)
 go build -o "$tmp/caddy" ./cmd/caddy
-"$tmp/caddy" list-modules | grep -x -e registry_auth -e http.handlers.registry_auth_token -e http.handlers.registry_auth_proxy -e admin.api.registry_auth
+modules=$("$tmp/caddy" list-modules)
+for m in registry_auth http.handlers.registry_auth_token http.handlers.registry_auth_proxy admin.api.registry_auth \
+	registry_auth.authenticators.static registry_auth.authenticators.ldap registry_auth.authenticators.http \
+	registry_auth.authenticators.oidc registry_auth.authorizers.rules registry_auth.authorizers.http; do
+	grep -qx "$m" <<<"$modules" || { echo "caddy list-modules does not list $m" >&2; exit 1; }
+done
 "$tmp/caddy" adapt --config Caddyfile.example >/dev/null
 XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" REGISTRY_CI_PASSWORD=example \
 	"$tmp/caddy" validate --config Caddyfile.example 2>&1 | tail -n 1

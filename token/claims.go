@@ -23,17 +23,26 @@ type Claims struct {
 	Kind string `json:"kind,omitempty"`
 	// Fingerprint, in refresh tokens, is a keyed hash of the user's
 	// password hash when the token was issued: a new password revokes it.
+	// In refresh tokens of an identity an issuer outside the policy
+	// vouched for, it is a keyed hash of the configuration of the
+	// authenticator that checked it: a new configuration revokes it.
 	Fingerprint string `json:"fpr,omitempty"`
-	// Groups, in access tokens, are the groups a source other than the
-	// policy itself (a directory, an identity provider) gave the subject
-	// and that the policy's rules name: the proxy needs them to work out
-	// what a bearer of the token may see (its catalog). Registries ignore
-	// claims they do not know.
+	// Groups are groups a source other than the policy itself (a
+	// directory, an identity provider) gave the subject. In access tokens
+	// they are those the policy's rules name: the proxy needs them to work
+	// out what a bearer of the token may see (its catalog); registries
+	// ignore claims they do not know. In refresh tokens of an identity an
+	// outside issuer vouched for, they are the groups that issuer gave.
 	Groups []string `json:"grp,omitempty"`
 	// IssuedAtNano, in refresh tokens, is the issue time in nanoseconds:
 	// iat has whole seconds, and a revocation must tell a token issued
 	// just before it from one issued just after, in the same second.
 	IssuedAtNano int64 `json:"iat_nano,omitempty"`
+	// OriginIssuer and OriginSubject, in refresh tokens of an identity an
+	// issuer outside the policy vouched for (a workload's OIDC token),
+	// name that issuer and the subject it named.
+	OriginIssuer  string `json:"oiss,omitempty"`
+	OriginSubject string `json:"osub,omitempty"`
 }
 
 // Issued is when the token was issued, as precisely as it says.

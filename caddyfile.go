@@ -2,10 +2,9 @@ package registryauth
 
 import (
 	"encoding/json"
-	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -15,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/regauth/caddy-registry-auth/policy"
+	"github.com/regauth/caddy-registry-auth/token"
 )
 
 // All Caddyfile parsing lives here and in caddyfile_modules.go (the guest
@@ -98,10 +98,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 
 // UnmarshalCaddyfile reads the block of a registry_auth global option.
 func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return block{name: "registry_auth", subs: map[string]subdirective{
-		"issuer":         once(func(d *caddyfile.Dispenser) error { return oneArg(d, &pc.Issuer) }),
-		"service":        once(func(d *caddyfile.Dispenser) error { return someArgs(d, &pc.Services) }),
-		"token_lifetime": once(func(d *caddyfile.Dispenser) error { return durationArg(d, &pc.TokenLifetime) }),
+	start := *d
+	var pl policyLines
+	elsewhere := func(read func(*caddyfile.Dispenser) error) func(*caddyfile.Dispenser) error {
+		return func(d *caddyfile.Dispenser) error { pl.elsewhere = true; return read(d) }
+	}
+	err := block{name: "registry_auth", subs: map[string]subdirective{
+		"issuer":  once(func(d *caddyfile.Dispenser) error { return oneArg(d, &pc.Issuer) }),
+		"service": once(func(d *caddyfile.Dispenser) error { return someArgs(d, &pc.Services) }),
+		"token_lifetime": once(func(d *caddyfile.Dispenser) error {
+			if err := durationArg(d, &pc.TokenLifetime); err != nil {
+				return err
+			}
+			return checkTokenLifetime(d, time.Duration(pc.TokenLifetime))
+		}),
 		"credential_cache": once(func(d *caddyfile.Dispenser) error {
 			return durationOrOffArg(d, &pc.CredentialCacheTTL)
 		}),
@@ -124,11 +134,11 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			pc.Signer = new(SignerConfig)
 			return pc.Signer.unmarshalCaddyfile(d)
 		}),
-		"user":     repeatable(func(d *caddyfile.Dispenser) error { return appendUser(d, &pc.Users) }),
-		"htpasswd": repeatable(func(d *caddyfile.Dispenser) error { return appendArg(d, &pc.HtpasswdFiles) }),
-		"group":    repeatable(func(d *caddyfile.Dispenser) error { return pc.groupLine(d) }),
-		"allow":    repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
-		"deny":     repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &pc.Rules) }),
+		"user":     repeatable(func(d *caddyfile.Dispenser) error { return pl.user(d, &pc.Users) }),
+		"htpasswd": repeatable(elsewhere(func(d *caddyfile.Dispenser) error { return appendArg(d, &pc.HtpasswdFiles) })),
+		"group":    repeatable(func(d *caddyfile.Dispenser) error { return pl.group(d, &pc.Groups) }),
+		"allow":    repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
+		"deny":     repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
 		"immutable_tags": repeatable(func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 2 {
@@ -141,7 +151,7 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			pc.ImmutableTags = append(pc.ImmutableTags, it)
 			return nil
 		}),
-		"policy_file": repeatable(func(d *caddyfile.Dispenser) error {
+		"policy_file": repeatable(elsewhere(func(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
 				return d.Errf("want: policy_file <path> [native|docker_auth|alauda]")
@@ -155,30 +165,18 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			pc.Files = append(pc.Files, f)
 			return nil
-		}),
-		"authenticator": repeatable(func(d *caddyfile.Dispenser) error {
+		})),
+		"authenticator": repeatable(elsewhere(func(d *caddyfile.Dispenser) error {
 			return appendGuest(d, "authenticator", &pc.AuthenticatorsRaw)
-		}),
+		})),
 		"authorizer": repeatable(func(d *caddyfile.Dispenser) error {
 			return appendGuest(d, "authorizer", &pc.AuthorizersRaw)
 		}),
 	}}.parse(d)
-}
-
-// groupLine reads `group <name> <member...>`.
-func (pc *PolicyConfig) groupLine(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) < 2 {
-		return d.Errf("want: group <name> <member...>")
+	if err != nil {
+		return err
 	}
-	if pc.Groups == nil {
-		pc.Groups = map[string][]string{}
-	}
-	if _, dup := pc.Groups[args[0]]; dup {
-		return d.Errf("group %q is defined twice", args[0])
-	}
-	pc.Groups[args[0]] = args[1:]
-	return nil
+	return checkPolicyBlock(&start, pc, &pl)
 }
 
 // throttleArgs reads `throttle <failures> [<window>]` or `throttle off`.
@@ -214,11 +212,27 @@ func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"cert_file":      &sc.CertFile,
 		"next_key_file":  &sc.NextKeyFile,
 		"next_cert_file": &sc.NextCertFile,
-		"algorithm":      &sc.Algorithm,
-		"header":         &sc.Header,
 		"key_id":         &sc.KeyID,
 		"bundle_file":    &sc.BundleFile,
 		"jwks_file":      &sc.JWKSFile,
+	})
+	subs["algorithm"] = once(func(d *caddyfile.Dispenser) error {
+		if err := oneArg(d, &sc.Algorithm); err != nil {
+			return err
+		}
+		if err := token.CheckAlgorithm(sc.Algorithm); err != nil {
+			return d.Errf("algorithm: %v", err)
+		}
+		return nil
+	})
+	subs["header"] = once(func(d *caddyfile.Dispenser) error {
+		if err := oneArg(d, &sc.Header); err != nil {
+			return err
+		}
+		if sc.Header != token.HeaderX5C && sc.Header != token.HeaderKID {
+			return d.Errf("header: want %s or %s, got %q", token.HeaderX5C, token.HeaderKID, sc.Header)
+		}
+		return nil
 	})
 	subs["rotation"] = once(func(d *caddyfile.Dispenser) error {
 		if err := oneArg(d, &sc.Rotation); err != nil {
@@ -232,7 +246,14 @@ func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for name, dst := range map[string]*caddy.Duration{"rotate_every": &sc.RotateEvery, "stage_period": &sc.StagePeriod, "sync_interval": &sc.SyncInterval} {
 		subs[name] = once(func(d *caddyfile.Dispenser) error { return durationArg(d, dst) })
 	}
-	return block{name: "signer", inner: true, subs: subs}.parse(d)
+	start := *d
+	if err := (block{name: "signer", inner: true, subs: subs}).parse(d); err != nil {
+		return err
+	}
+	if err := sc.validate(); err != nil {
+		return start.Errf("signer: %v", err)
+	}
+	return nil
 }
 
 // parseTokenDirective parses the registry_auth_token directive:
@@ -419,49 +440,6 @@ func readDuration(d *caddyfile.Dispenser, dst *caddy.Duration, allowOff bool) er
 	}
 	*dst = caddy.Duration(parsed)
 	return nil
-}
-
-// appendUser reads `user <name> <bcrypt-hash>` or `user <name> plaintext
-// <password>`.
-func appendUser(d *caddyfile.Dispenser, users *[]policy.User) error {
-	args := d.RemainingArgs()
-	switch {
-	case len(args) == 2:
-		*users = append(*users, policy.User{Name: args[0], Password: args[1]})
-	case len(args) == 3 && args[1] == "plaintext":
-		*users = append(*users, policy.User{Name: args[0], Password: args[2], Plaintext: true})
-	default:
-		return d.Errf("want: user <name> <bcrypt-hash>, or user <name> plaintext <password>")
-	}
-	return nil
-}
-
-// appendRule reads an allow or deny line and checks the rule at once, so
-// that an error names the line.
-func appendRule(d *caddyfile.Dispenser, rules *[]policy.Rule) error {
-	effect := d.Val()
-	args := d.RemainingArgs()
-	if len(args) < 3 {
-		return d.Errf("want: %s <subject[,subject...]> <action[,action...]> <resource...>", effect)
-	}
-	rule := policy.Rule{
-		Effect:    effect,
-		Subjects:  strings.Split(args[0], ","),
-		Actions:   strings.Split(args[1], ","),
-		Resources: args[2:],
-		Origin:    origin(d),
-	}
-	if err := policy.CheckRule(rule); err != nil {
-		return d.Errf("%s: %v", effect, err)
-	}
-	*rules = append(*rules, rule)
-	return nil
-}
-
-// origin names where the current line was written, for explanations and
-// audit lines: the file's base name and the line.
-func origin(d *caddyfile.Dispenser) string {
-	return fmt.Sprintf("%s:%d", filepath.Base(d.File()), d.Line())
 }
 
 // appendGuest reads `authenticator <module> [{...}]` (or authorizer): the

@@ -21,8 +21,9 @@ import (
 //		htpasswd <path>
 //	}
 func (a *StaticAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	var pl policyLines
 	return moduleBlock(d, "static authenticator", map[string]subdirective{
-		"user":     repeatable(func(d *caddyfile.Dispenser) error { return appendUser(d, &a.Users) }),
+		"user":     repeatable(func(d *caddyfile.Dispenser) error { return pl.user(d, &a.Users) }),
 		"htpasswd": repeatable(func(d *caddyfile.Dispenser) error { return appendArg(d, &a.HtpasswdFiles) }),
 	})
 }
@@ -34,9 +35,10 @@ func (a *StaticAuthenticator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		deny  <subject[,subject...]> <action[,action...]> <resource...>
 //	}
 func (a *RulesAuthorizer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	var pl policyLines // its subjects may name users of any source
 	return moduleBlock(d, "rules authorizer", map[string]subdirective{
-		"allow": repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &a.Rules) }),
-		"deny":  repeatable(func(d *caddyfile.Dispenser) error { return appendRule(d, &a.Rules) }),
+		"allow": repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &a.Rules) }),
+		"deny":  repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &a.Rules) }),
 	})
 }
 

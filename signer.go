@@ -133,6 +133,11 @@ func openKeyring(ctx context.Context, name string, c SignerConfig, storage certm
 // validate checks the fields that go together.
 func (sc *SignerConfig) validate() error {
 	files := sc.KeyFile != "" || sc.CertFile != ""
+	if sc.Algorithm != "" {
+		if err := token.CheckAlgorithm(sc.Algorithm); err != nil {
+			return fmt.Errorf("algorithm: %v", err)
+		}
+	}
 	switch {
 	case (sc.KeyFile == "") != (sc.CertFile == ""):
 		return errors.New("key_file and cert_file go together")

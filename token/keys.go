@@ -27,6 +27,18 @@ import (
 // the key never leaves the host, only this certificate does.
 const GeneratedCertLifetime = 10 * 365 * 24 * time.Hour
 
+// Algorithms are the JWS algorithms tokens are signed with: those both
+// registry families verify.
+var Algorithms = []string{"ES256", "ES384", "ES512", "RS256", "RS384", "RS512"}
+
+// CheckAlgorithm refuses an algorithm tokens are not signed with.
+func CheckAlgorithm(alg string) error {
+	if !slices.Contains(Algorithms, alg) {
+		return fmt.Errorf("unsupported signing algorithm %q (want %s)", alg, strings.Join(Algorithms, ", "))
+	}
+	return nil
+}
+
 // GenerateKey makes a signing key for the algorithm (ES256, ES384, ES512 or
 // RS256/RS384/RS512) and a self-signed certificate for it, which then is
 // both the x5c leaf and the registry's root certificate bundle.
@@ -43,7 +55,7 @@ func GenerateKey(alg, commonName string, now time.Time) (crypto.Signer, *x509.Ce
 	case "RS256", "RS384", "RS512":
 		key, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
-		return nil, nil, fmt.Errorf("unsupported signing algorithm %q (want ES256, ES384, ES512, RS256, RS384 or RS512)", alg)
+		return nil, nil, CheckAlgorithm(alg)
 	}
 	if err != nil {
 		return nil, nil, err

@@ -38,7 +38,7 @@ func TestProxyMode(t *testing.T) {
 				setup.realm = fmt.Sprintf("http://localhost:%d/auth/token", slot.proxyPort)
 			}
 			starters[slot.family](t, shared, setup)
-			proxy := &registry{family: slot.family, host: fmt.Sprintf("localhost:%d", slot.proxyPort)}
+			proxy := &registry{family: slot.family, host: fmt.Sprintf("localhost:%d", slot.proxyPort), proxied: true}
 			t.Run("ggcr", func(t *testing.T) {
 				tokenMatrix(t, proxy)
 				ggcrProxyCells(t, proxy)
@@ -191,7 +191,17 @@ func basicMatrix(t *testing.T, reg *registry) {
 		if err := json.Unmarshal(body, &cat); err != nil || !slices.Contains(cat.Repositories, "alice/raw") {
 			t.Fatalf("catalog %s", body)
 		}
-		expect(t, alice.do(http.MethodGet, "/v2/_catalog", nil, nil), http.StatusForbidden, "catalog by alice")
+		// Alice gets her own catalog: what she may pull, nothing else.
+		body = expect(t, alice.do(http.MethodGet, "/v2/_catalog", nil, nil), http.StatusOK, "catalog by alice")
+		cat.Repositories = nil
+		if err := json.Unmarshal(body, &cat); err != nil || len(cat.Repositories) == 0 {
+			t.Fatalf("catalog by alice: %s", body)
+		}
+		for _, r := range cat.Repositories {
+			if !strings.HasPrefix(r, "alice/") && !strings.HasPrefix(r, "public/") {
+				t.Fatalf("alice's catalog %s names %s, which she may not pull", body, r)
+			}
+		}
 	})
 	t.Run("tags list", func(t *testing.T) {
 		body := expect(t, reader.do(http.MethodGet, "/v2/alice/raw/tags/list", nil, nil), http.StatusOK, "tags")

@@ -15,6 +15,8 @@ import (
 type registry struct {
 	family string // "v3" or "v2.8"
 	host   string // host:port, as clients name it
+	// proxied: host is a registry_auth_proxy site in front of the registry.
+	proxied bool
 }
 
 // registryBinary is the Debian docker-registry package's binary (2.8).

@@ -74,8 +74,20 @@ func tokenMatrix(t *testing.T, reg *registry) {
 				t.Fatalf("catalog %v lacks %s", repos, want)
 			}
 		}
-		_, err = remote.Catalog(context.Background(), registryName(t, reg), remote.WithAuth(login("alice")))
-		wantRefused(t, err, "catalog by alice")
+		repos, err = remote.Catalog(context.Background(), registryName(t, reg), remote.WithAuth(login("alice")))
+		if !reg.proxied {
+			wantRefused(t, err, "catalog by alice")
+			return
+		}
+		// Through the proxy alice gets her own catalog.
+		if err != nil || !slices.Contains(repos, "alice/app") {
+			t.Fatalf("alice's catalog through the proxy: %v, %v", repos, err)
+		}
+		for _, r := range repos {
+			if !strings.HasPrefix(r, "alice/") && !strings.HasPrefix(r, "public/") {
+				t.Fatalf("alice's catalog %v names %s, which she may not pull", repos, r)
+			}
+		}
 	})
 	t.Run("cross-repository blob mount", func(t *testing.T) {
 		src, err := remote.Image(ref(t, reg, "alice/app:v1"), remote.WithAuth(login("alice")))

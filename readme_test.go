@@ -2,13 +2,15 @@ package registryauth
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
 
 // TestREADMECoversCaddyfile fails when a Caddyfile subdirective the parser
-// knows is missing from the README's reference, so docs cannot drift.
+// knows is missing from the reference (the README and docs/), so the docs
+// cannot drift.
 func TestREADMECoversCaddyfile(t *testing.T) {
 	var src []byte
 	for _, f := range []string{"caddyfile.go", "caddyfile_modules.go"} {
@@ -18,9 +20,15 @@ func TestREADMECoversCaddyfile(t *testing.T) {
 		}
 		src = append(src, data...)
 	}
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	// The README and the reference in docs/.
+	docs, _ := filepath.Glob("docs/*.md")
+	var readme []byte
+	for _, f := range append([]string{"README.md"}, docs...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readme = append(readme, data...)
 	}
 	// Subdirective tables: "name": once(...), "name": repeatable(...),
 	// subs["name"] = ..., and string fields "name": &x.Field.
@@ -35,7 +43,7 @@ func TestREADMECoversCaddyfile(t *testing.T) {
 	}
 	for _, n := range names {
 		if !strings.Contains(string(readme), "\t"+n+" ") && !strings.Contains(string(readme), "`"+n+"`") {
-			t.Errorf("README.md does not document the subdirective %q", n)
+			t.Errorf("neither README.md nor docs/ documents the subdirective %q", n)
 		}
 	}
 }

@@ -96,9 +96,19 @@ func StartV3(l net.Listener, c RegistryConfig) (stop func(), err error) {
 // StartV3With is StartV3 with the registry's handler wrapped, for tests
 // that watch what reaches the registry.
 func StartV3With(l net.Listener, c RegistryConfig, wrap func(http.Handler) http.Handler) (stop func(), err error) {
+	return serveV3(l, c.YAML(), wrap)
+}
+
+// StartV3YAML runs distribution v3 in this process on l with a
+// configuration file's text (its http.addr is not used: l is).
+func StartV3YAML(l net.Listener, config string) (stop func(), err error) {
+	return serveV3(l, config, nil)
+}
+
+func serveV3(l net.Listener, config string, wrap func(http.Handler) http.Handler) (stop func(), err error) {
 	logrus.SetLevel(logrus.WarnLevel)
 	logrus.SetOutput(io.Discard)
-	cfg, err := configuration.Parse(strings.NewReader(c.YAML()))
+	cfg, err := configuration.Parse(strings.NewReader(config))
 	if err != nil {
 		return nil, err
 	}

@@ -21,15 +21,16 @@ func init() {
 "caddy registry-auth convert" reads the users and access rules of a
 cesanta/docker_auth config (its users and acl) or of an alauda/registry-auth
 config (its users and auths), YAML or JSON, and prints the equivalent policy
-file in this plugin's JSON format on standard output. Warnings (each
-construct whose meaning changes, always towards granting less) go to
-standard error; a construct that cannot be translated safely is an error.
+file in this plugin's JSON format on standard output. The policy grants
+exactly what the original granted where rules can say it; warnings go to
+standard error: each construct whose meaning changes (always towards
+granting less, with the rule to add) and advice. A construct that cannot
+be translated safely is an error.
 The same files can also be read directly: policy_file <path> docker_auth.
 
 "caddy registry-auth explain" says what a user gets of each scope under a
 configuration's policy, and which rules (with their Caddyfile line or policy
 file) decide it.
-
 
 "caddy registry-auth keys" shows a policy's signing keys or runs one step of
 their rotation (stage, promote, retire, emergency) through the admin API of

@@ -66,13 +66,17 @@ func TestMigratedConfigs(t *testing.T) {
 	ok("admin pushes web/app", pushAs("web/app", "admin", "admin-secret"))
 	ok("bob, of team web, pulls web/app", pullAs("web/app", "bob", "bob-secret"))
 	wantRefused(t, pullAs("web/app", "carol", "carol-secret"), "carol, of no team, pulling web/app")
-	// docker_auth let bob push web/app too (acl[5] comes before acl[6],
-	// which grants the team pull only); the translation grants what both
-	// entries grant, and Convert says so ("acl[5] and acl[6] may match the
-	// same request"): less, never more.
-	wantRefused(t, pushAs("web/app", "bob", "bob-secret"), "bob pushing web/app (narrowed, with a warning)")
+	// acl[5] (team web pushes web/*) comes before acl[6] (teams pull), so
+	// docker_auth lets bob push web/app, and so does the translation.
+	ok("bob, of team web, pushes web/app", pushAs("web/app", "bob", "bob-secret"))
+	wantRefused(t, pushAs("ops/app", "bob", "bob-secret"), "bob pushing ops/app (his team ops pulls only)")
 	ok("admin pushes public/app", pushAs("public/app", "admin", "admin-secret"))
 	ok("anonymous pulls public/app", pullAs("public/app", "", ""))
+	// admin comes first with "*": later entries that grant less take
+	// nothing from it.
+	ok("admin pushes mirror/ubuntu", pushAs("mirror/ubuntu", "admin", "admin-secret"))
+	ok("carol pulls mirror/ubuntu", pullAs("mirror/ubuntu", "carol", "carol-secret"))
+	wantRefused(t, pushAs("mirror/ubuntu", "carol", "carol-secret"), "carol pushing mirror/ubuntu (pull only)")
 	wantRefused(t, pullAs("alice/app", "", ""), "an anonymous pull of alice/app")
 	wantRefused(t, pushAs("alice/app", "alice", "wrong"), "alice with a wrong password")
 	// alauda: a plaintext and a bcrypt user, exact and regex targets.
@@ -81,4 +85,10 @@ func TestMigratedConfigs(t *testing.T) {
 	wantRefused(t, pushAs("usersrepo/test1", "user2", "user2-secret"), "user2 pushing usersrepo/test1 (pull only)")
 	ok("user2 pushes team2/app", pushAs("team2/app", "user2", "user2-secret"))
 	wantRefused(t, pushAs("team2/app/extra", "user2", "user2-secret"), "user2 pushing past its anchored regex")
+	// alauda finds a regex anywhere in the name: _anonymous's public/.*
+	// matches x/public/y, for anonymous and for user2, none of whose own
+	// rules matches it.
+	ok("admin pushes x/public/y", pushAs("x/public/y", "admin", "admin-secret"))
+	ok("anonymous pulls x/public/y", pullAs("x/public/y", "", ""))
+	ok("user2 pulls x/public/y through _anonymous's rule", pullAs("x/public/y", "user2", "user2-secret"))
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
@@ -47,13 +48,10 @@ func convertAlauda(data []byte) (policy.Config, []warning, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var rules []policy.Rule
+	parsed := map[string][]alaudaParsed{}
 	for _, key := range keys {
 		where := fmt.Sprintf("auths[%q]", key)
-		var subjects []string
-		if key == alaudaAnonymous {
-			subjects = anonymousSubjects(&n, where, users, f.Auths)
-		} else {
+		if key != alaudaAnonymous {
 			if err := token.CheckUserName(key); err != nil {
 				n.info("%s: skipped: %v", where, err)
 				continue
@@ -61,17 +59,26 @@ func convertAlauda(data []byte) (policy.Config, []warning, error) {
 			if _, ok := f.Users[key]; !ok {
 				n.info("%s: no user %q is defined in users (alauda's third-party server may have let it in); converted anyway", where, key)
 			}
-			subjects = []string{policy.SubjectUserPrefix + key}
 		}
 		for i, r := range f.Auths[key] {
-			rule, ok, err := alaudaRuleOf(&n, fmt.Sprintf("%s[%d]", where, i), r)
+			p, err := alaudaRuleOf(&n, fmt.Sprintf("%s[%d]", where, i), r)
 			if err != nil {
 				return policy.Config{}, nil, err
 			}
-			if ok {
-				rule.Subjects = subjects
-				rules = append(rules, rule)
+			parsed[key] = append(parsed[key], p)
+		}
+	}
+	var rules []policy.Rule
+	for _, key := range keys {
+		for _, p := range parsed[key] {
+			if p.acts == 0 || p.res == "" {
+				continue
 			}
+			subjects := []string{policy.SubjectUserPrefix + key}
+			if key == alaudaAnonymous {
+				subjects = anonymousSubjects(&n, p, users, parsed)
+			}
+			rules = append(rules, policy.Rule{Effect: "allow", Subjects: subjects, Actions: p.words, Resources: []string{p.res}})
 		}
 	}
 	if len(rules) > 0 {
@@ -115,50 +122,71 @@ func alaudaUsers(n *notes, in map[string]string) ([]policy.User, error) {
 	return out, nil
 }
 
-// anonymousSubjects: _anonymous's rules apply to requests without
-// credentials and to logged-in users without rules of their own, who in
-// alauda always fall back to them.
-func anonymousSubjects(n *notes, where string, users []policy.User, auths map[string][]alaudaRule) []string {
+// alaudaParsed is one rule: the resource it matches ("" for none) and
+// the actions it grants (none for a rule that only matches, which still
+// keeps its user from _anonymous's rules).
+type alaudaParsed struct {
+	where string
+	res   string
+	acts  token.Actions
+	words []string
+}
+
+// anonymousSubjects: _anonymous's rule p applies to requests without
+// credentials and, in alauda, to each user where none of the user's own
+// rules matches the request: to the users without rules, and to those
+// whose rules match none of p's names, or grant all of p's actions where
+// they do.
+func anonymousSubjects(n *notes, p alaudaParsed, users []policy.User, parsed map[string][]alaudaParsed) []string {
 	subjects := []string{policy.SubjectAnonymous}
-	var without, with []string
+	var without []string
 	for _, u := range users {
-		if u.Name == alaudaAnonymous || len(auths[u.Name]) == 0 {
+		own := parsed[u.Name]
+		if u.Name == alaudaAnonymous || len(own) == 0 {
 			subjects = append(subjects, policy.SubjectUserPrefix+u.Name)
 			without = append(without, u.Name)
-		} else {
-			with = append(with, u.Name)
+			continue
+		}
+		them := part{who: userSubj(u.Name), res: p.res}
+		var theirs []part
+		for _, o := range own {
+			if o.res != "" && p.acts&^o.acts != 0 {
+				theirs = append(theirs, part{who: them.who, res: o.res})
+			}
+		}
+		left, ok := minusAll([]part{them}, theirs)
+		switch {
+		case ok && len(left) == 0:
+		case ok:
+			subjects = append(subjects, policy.SubjectUserPrefix+u.Name)
+		default:
+			n.narrow("%s: alauda gave it to %s where none of %s's own rules matched the request, on the names of %s that those rules do not match; no rule here states that difference, so %s does not get it: add the grants meant, such as: allow user:%s %s <name>",
+				p.where, u.Name, u.Name, p.res, u.Name, u.Name, strings.Join(p.words, ","))
 		}
 	}
-	if len(auths[alaudaAnonymous]) == 0 {
-		return subjects
-	}
 	if len(without) > 0 {
-		n.info("%s: also given to the users without rules of their own (%s), as alauda does", where, listNames(without))
-	}
-	if len(with) > 0 {
-		n.narrow("%s: alauda gave a logged-in user these rules whenever none of the user's own rules matched the request; here the users with rules of their own (%s) get only those", where, listNames(with))
+		n.info("%s: also given to the users without rules of their own (%s), as alauda does", p.where, listNames(without))
 	}
 	return subjects
 }
 
-// alaudaRuleOf translates one rule; ok is false for a rule that grants
-// nothing.
-func alaudaRuleOf(n *notes, where string, r alaudaRule) (rule policy.Rule, ok bool, err error) {
-	var acts token.Actions
+// alaudaRuleOf reads one rule.
+func alaudaRuleOf(n *notes, where string, r alaudaRule) (p alaudaParsed, err error) {
+	p.where = where
 	for i, a := range r.Actions {
 		bits := token.ParseAction(a)
 		if bits == 0 {
-			return rule, false, fmt.Errorf("%s.actions[%d]: unknown action %q (want pull, push, delete or *)", where, i, a)
+			return p, fmt.Errorf("%s.actions[%d]: unknown action %q (want pull, push, delete or *)", where, i, a)
 		}
-		acts |= bits
+		p.acts |= bits
 	}
 	if r.Type != "" && r.Type != token.TypeRepository && r.Type != token.TypeRegistry {
-		return rule, false, fmt.Errorf("%s.type: %q: want repository or registry", where, r.Type)
+		return p, fmt.Errorf("%s.type: %q: want repository or registry", where, r.Type)
 	}
-	if acts == 0 {
+	if p.acts == 0 {
 		n.info("%s: no actions: it grants nothing", where)
-		return rule, false, nil
 	}
+	p.words = actionWords(p.acts)
 	var re *regexp.Regexp
 	if r.UseRegexp {
 		if re, err = regexp.Compile(r.Target); err != nil {
@@ -167,7 +195,6 @@ func alaudaRuleOf(n *notes, where string, r alaudaRule) (rule policy.Rule, ok bo
 			re, err = nil, nil
 		}
 	}
-	rule = policy.Rule{Effect: "allow", Actions: actionWords(acts)}
 	if r.Type == token.TypeRegistry {
 		matches := r.Target == token.CatalogName
 		if re != nil {
@@ -176,28 +203,34 @@ func alaudaRuleOf(n *notes, where string, r alaudaRule) (rule policy.Rule, ok bo
 		switch {
 		case !matches:
 			n.info("%s: the only registry resource is the catalog, which the target does not match: it grants nothing", where)
-			return rule, false, nil
-		case acts&token.All == 0:
+		case p.acts != 0 && p.acts&token.All == 0:
 			n.info("%s: the catalog is granted with the action * only: this rule grants nothing", where)
-			return rule, false, nil
+			p.res, p.acts = policy.CatalogResource, 0
+		default:
+			p.res, p.words = policy.CatalogResource, []string{"*"}
 		}
-		rule.Actions, rule.Resources = []string{"*"}, []string{policy.CatalogResource}
-		return rule, true, nil
+		return p, nil
 	}
 	switch {
 	case re != nil && r.Target == "":
-		n.narrow("%s.target: the empty regex matched every name in alauda; anchored it matches none: rule dropped", where)
-		return rule, false, nil
-	case re != nil:
-		if !wholeAnchored(r.Target) {
-			n.narrow("%s.target: the regex now matches whole names only (alauda matched it anywhere in the name: foo matched xfooy)", where)
+		p.res = policy.RegexpPrefix + ".*"
+		if p.acts != 0 {
+			n.info("%s.target: the empty regex matches every name, and so does regexp:.* here", where)
 		}
-		rule.Resources = []string{policy.RegexpPrefix + r.Target}
+	case re != nil:
+		expr, wide := anywhere(r.Target)
+		if expr == "" {
+			n.info("%s.target: the regex matches only the empty name, which no repository has: rule dropped", where)
+			return p, nil
+		}
+		p.res = policy.RegexpPrefix + expr
+		if wide && p.acts != 0 {
+			n.info("%s.target: alauda finds the regex anywhere in the name (foo matches xfooy/bar), and so does %s here; it probably grants on more names than meant: anchor it (^...$) to tighten it", where, p.res)
+		}
 	case literalResource(r.Target) == "":
 		n.info("%s.target: %q is no valid repository name: rule dropped", where, r.Target)
-		return rule, false, nil
 	default:
-		rule.Resources = []string{r.Target}
+		p.res = r.Target
 	}
-	return rule, true, nil
+	return p, nil
 }

@@ -3,7 +3,6 @@ package migrate
 import (
 	"fmt"
 	"regexp"
-	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
@@ -14,11 +13,9 @@ import (
 
 // cesanta/docker_auth: users are name → {password, labels}; acl is an
 // ordered list whose first matching entry decides, its actions
-// intersected with the request. Our rules are order-free (allows minus
-// denies), so each entry with actions A becomes "allow A" plus "deny every
-// other action" for the requests it matches: a request then gets the
-// intersection of the actions of all the entries matching it, which is
-// never more than the first one's.
+// intersected with the request. Each entry is read here as clauses
+// (subjects and the names they are matched on), then firstmatch.go makes
+// order-free rules that give each request what its first match gives.
 
 // daFile is the part of a docker_auth configuration read here.
 type daFile struct {
@@ -104,23 +101,13 @@ type clause struct {
 	catalog     bool     // the entry matches the catalog request
 }
 
-// daSummary is what the check for overlapping entries needs of one entry.
-type daSummary struct {
-	where   string
-	act     daActions
-	subj    subjSet
-	repo    bool    // may match repository requests
-	catalog bool    // may match the catalog request
-	name    *string // the name pattern, nil for any name
-}
-
 type daConv struct {
 	notes
 	members []member
 	anon    bool            // docker_auth lets requests without credentials in
 	known   map[string]bool // the file's user names
 	rules   []policy.Rule
-	done    []daSummary
+	regions []*daRegion
 }
 
 func convertDockerAuth(data []byte) (policy.Config, []warning, error) {
@@ -154,7 +141,8 @@ func convertDockerAuth(data []byte) (policy.Config, []warning, error) {
 			return policy.Config{}, nil, err
 		}
 	}
-	c.overlaps()
+	allow, deny := c.firstMatch(c.regions)
+	c.emitRegions(c.regions, allow, deny)
 	return policy.Config{Users: users, Rules: c.rules}, c.list, nil
 }
 
@@ -392,7 +380,7 @@ func (c *daConv) entry(p daParsed) error {
 			return fmt.Errorf("%s: with an account pattern, this name can only be written out for the users of this file, and users of other sources would escape what the entry denies; use ${account} as a whole path component, or name the account", p.where)
 		}
 		var err error
-		if clauses, err = c.perUser(p); err != nil {
+		if clauses, err = c.perUser(p, !labels && !c.accountIsName(p)); err != nil {
 			return err
 		}
 	}
@@ -400,14 +388,7 @@ func (c *daConv) entry(p daParsed) error {
 		c.info("%s: dropped: it matches no request here", p.where)
 		return nil
 	}
-	sum := daSummary{where: p.where, act: p.act, name: p.name}
-	for _, cl := range clauses {
-		c.emit(p.act, cl)
-		sum.subj.add(cl.subjects...)
-		sum.repo = sum.repo || len(cl.deny) > 0
-		sum.catalog = sum.catalog || cl.catalog
-	}
-	c.done = append(c.done, sum)
+	c.regions = append(c.regions, regionOf(p, clauses))
 	return nil
 }
 
@@ -474,6 +455,11 @@ func (c *daConv) symbolic(p daParsed, userGlob string) ([]clause, error) {
 	case p.name == nil:
 		cl.allow, cl.deny, cl.catalog = []string{"**"}, []string{"**"}, true
 	case userGlob != "":
+		if c.accountIsName(p) {
+			if lit, _ := literalGlob(*p.account); lit != "" && literalResource(lit) == lit {
+				userGlob = strings.ReplaceAll(userGlob, policy.UserPlaceholder, lit) // one user: say who
+			}
+		}
 		cl.allow, cl.deny = []string{userGlob}, []string{userGlob}
 	default:
 		r, err := daName(*p.name)
@@ -532,9 +518,15 @@ func (c *daConv) accountSubjects(p daParsed) ([]string, error) {
 			return nil, nil
 		}
 		// docker_auth finds the regex anywhere in the name.
-		expr = "(?s:.*)(?:" + expr + ")(?s:.*)"
+		var wide bool
+		if expr, wide = anywhere(expr); wide && p.act.repo != 0 {
+			c.info("%s: docker_auth finds %s anywhere in the user name, and so does user:regexp:%s here; it probably covers more users than meant: anchor it (^...$) to tighten it", where, a, expr)
+		}
 	}
-	subjects := []string{policy.SubjectUserPrefix + policy.RegexpPrefix + expr}
+	var subjects []string
+	if expr != "" {
+		subjects = append(subjects, policy.SubjectUserPrefix+policy.RegexpPrefix+expr)
+	}
 	if c.anon && daMatch(a, "") {
 		subjects = append(subjects, policy.SubjectAnonymous)
 	}
@@ -563,7 +555,8 @@ func accountGlobRegexp(glob string) (string, error) {
 
 // perUser translates an entry with labels or substitutions by evaluating
 // it for each identity docker_auth could see, exactly as docker_auth does.
-func (c *daConv) perUser(p daParsed) ([]clause, error) {
+// others tells whether docker_auth would match users of other sources too.
+func (c *daConv) perUser(p daParsed, others bool) ([]clause, error) {
 	var out []clause
 	var names []string
 	index := map[string]int{}
@@ -590,7 +583,7 @@ func (c *daConv) perUser(p daParsed) ([]clause, error) {
 					continue // docker_auth: a pattern that does not parse matches nothing
 				}
 				cl.add(r)
-				narrowed.anchored = narrowed.anchored || r.anchored
+				narrowed.wide = narrowed.wide || r.wide
 				narrowed.slash = narrowed.slash || r.slash
 			}
 		}
@@ -608,8 +601,8 @@ func (c *daConv) perUser(p daParsed) ([]clause, error) {
 		index[key] = len(out)
 		out = append(out, cl)
 	}
-	if len(out) > 0 {
-		c.info("%s: written out for each user defined in the file that it matches (%s): it covers no other user", p.where, listNames(names))
+	if len(out) > 0 && others {
+		c.narrowOthers("%s: written out for each user defined in the file that it matches (%s): it covers no user of another source", p.where, listNames(names))
 	}
 	c.grantWarning(p, narrowed)
 	return out, nil
@@ -674,17 +667,17 @@ func variants(p string, m member) ([]string, error) {
 	return out, nil
 }
 
-// grantWarning tells where an entry grants on fewer names than it
-// matches. Denials keep the pattern's whole reach.
+// grantWarning tells where an entry may give less than docker_auth did,
+// or grants on names it probably did not mean to.
 func (c *daConv) grantWarning(p daParsed, r nameRes) {
-	if p.act.repo == 0 || p.typ == token.TypeRegistry {
+	if p.typ == token.TypeRegistry {
 		return
 	}
-	if r.anchored {
-		c.narrow("%s.match.name: the regex now grants on whole names only (docker_auth matched it anywhere in the name: /foo/ matched xfooy)", p.where)
+	if r.wide && p.act.repo != 0 {
+		c.info("%s.match.name: docker_auth finds the regex anywhere in the name (/foo/ matches xfooy/bar), and so does the rule here (regexp:.*(?:foo).*); it probably grants on more names than meant: anchor it (^...$) to tighten it", p.where)
 	}
 	if r.slash {
-		c.narrow(`%s.match.name: a [...] class that matches "/" is granted here without "/" (path.Match's own matching after a "*" is narrower than a regular expression's)`, p.where)
+		c.narrow(`%s.match.name: a [...] class that matches "/" after a "*", which path.Match reads more narrowly than a regular expression does: here the entry grants on the narrower reading and refuses on the wider one, so it may give less`, p.where)
 	}
 }
 
@@ -708,232 +701,3 @@ func (cl *clause) add(r nameRes) {
 }
 
 func (cl *clause) empty() bool { return len(cl.deny) == 0 && !cl.catalog }
-
-// emit writes the rules of one clause: allow what the entry grants, deny
-// the rest, on the resources it matches.
-func (c *daConv) emit(a daActions, cl clause) {
-	rule := func(effect string, actions token.Actions, resources []string) {
-		c.rules = append(c.rules, policy.Rule{
-			Effect:    effect,
-			Subjects:  slices.Clone(cl.subjects),
-			Actions:   actionWords(actions),
-			Resources: resources,
-		})
-	}
-	var allow []string
-	if a.repo != 0 {
-		allow = slices.Clone(cl.allow)
-	}
-	catalogAllow := cl.catalog && a.catalog
-	if catalogAllow && a.repo == token.Every {
-		allow, catalogAllow = append(allow, policy.CatalogResource), false
-	}
-	if len(allow) > 0 {
-		rule("allow", a.repo, allow)
-	}
-	if catalogAllow {
-		rule("allow", token.Every, []string{policy.CatalogResource})
-	}
-
-	denied := repoActions &^ a.repo
-	var deny []string
-	if denied != 0 {
-		deny = slices.Clone(cl.deny)
-	}
-	catalogDeny := cl.catalog && !a.catalog
-	if denied == repoActions {
-		denied = token.Every // "*", the only action the catalog can be denied with
-		if catalogDeny {
-			deny, catalogDeny = append(deny, policy.CatalogResource), false
-		}
-	}
-	if len(deny) > 0 {
-		rule("deny", denied, deny)
-	}
-	if catalogDeny {
-		rule("deny", token.Every, []string{policy.CatalogResource})
-	}
-}
-
-// overlaps warns about each pair of entries where the later one may match
-// a request the earlier one matches and lacks an action the earlier one
-// grants: there the first match's actions are cut down.
-func (c *daConv) overlaps() {
-	for j, a := range c.done {
-		for _, b := range c.done[j+1:] {
-			if !a.subj.meets(b.subj) {
-				continue
-			}
-			var lost []string
-			if miss := a.act.repo &^ b.act.repo & repoActions; miss != 0 && a.repo && b.repo && c.namesMeet(a, b) {
-				lost = append(lost, describe(miss))
-			}
-			if a.catalog && b.catalog && a.act.catalog && !b.act.catalog {
-				lost = append(lost, "the catalog")
-			}
-			if len(lost) > 0 {
-				c.narrow("%s and %s may match the same request: docker_auth gave %s's actions (the first match), here it gets only what both grant, so %s granted by %s is lost there", a.where, b.where, a.where, strings.Join(lost, " and "), a.where)
-			}
-		}
-	}
-}
-
-// namesMeet reports whether two entries may match the same repository
-// name for someone both apply to; only what is sure to differ counts as
-// disjoint. When one of them names its subjects, their names are compared
-// as each of those sees them, substitutions done.
-func (c *daConv) namesMeet(a, b daSummary) bool {
-	if a.name == nil || b.name == nil {
-		return true
-	}
-	who, finite := a.subj.common(b.subj)
-	if !finite {
-		return hasSubst(a.name) || hasSubst(b.name) || mayMeet(*a.name, *b.name)
-	}
-	for _, name := range who {
-		m := member{name: name}
-		for _, k := range c.members {
-			if k.name == name {
-				m = k
-			}
-		}
-		va, errA := variants(*a.name, m)
-		vb, errB := variants(*b.name, m)
-		if errA != nil || errB != nil {
-			return true
-		}
-		for _, p := range va {
-			for _, q := range vb {
-				if mayMeet(p, q) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// mayMeet reports whether two name patterns (substitutions done) may match
-// the same name: false only when one is a plain name the other does not
-// match, when their literal beginnings differ, or when one cannot match.
-func mayMeet(p, q string) bool {
-	pp, okP := namePrefix(p)
-	qp, okQ := namePrefix(q)
-	switch {
-	case !okP || !okQ:
-		return false
-	case isLiteral(p):
-		return daMatch(q, pp)
-	case isLiteral(q):
-		return daMatch(p, qp)
-	}
-	return strings.HasPrefix(pp, qp) || strings.HasPrefix(qp, pp)
-}
-
-func isLiteral(p string) bool {
-	_, re := daRegex(p)
-	_, lit := literalGlob(p)
-	return !re && lit
-}
-
-// namePrefix returns what every name a pattern matches begins with (the
-// whole name for a plain name); ok is false for a pattern that matches
-// nothing because it does not parse.
-func namePrefix(p string) (prefix string, ok bool) {
-	if re, isRe := daRegex(p); isRe {
-		t, err := syntax.Parse(re, syntax.Perl)
-		if err != nil {
-			return "", false
-		}
-		if t.Op != syntax.OpConcat || len(t.Sub) == 0 || t.Sub[0].Op != syntax.OpBeginText {
-			return "", true // it may match anywhere
-		}
-		var b strings.Builder
-		for _, s := range t.Sub[1:] {
-			if s.Op != syntax.OpLiteral || s.Flags&syntax.FoldCase != 0 {
-				break
-			}
-			b.WriteString(string(s.Rune))
-		}
-		return b.String(), true
-	}
-	prefix, _, err := globPrefix(p)
-	return prefix, err == nil
-}
-
-// subjSet is who a translated entry applies to.
-type subjSet struct {
-	everyone, authenticated, anonymous bool
-	users                              map[string]bool
-}
-
-func (s *subjSet) add(subjects ...string) {
-	for _, sub := range subjects {
-		switch sub {
-		case policy.SubjectEveryone:
-			s.everyone = true
-		case policy.SubjectAuthenticated:
-			s.authenticated = true
-		case policy.SubjectAnonymous:
-			s.anonymous = true
-		default:
-			if strings.HasPrefix(sub, policy.SubjectUserPrefix+policy.RegexpPrefix) {
-				s.authenticated = true // may be anyone logged in, for all we know
-				continue
-			}
-			if s.users == nil {
-				s.users = map[string]bool{}
-			}
-			s.users[strings.TrimPrefix(sub, policy.SubjectUserPrefix)] = true
-		}
-	}
-}
-
-// common lists the identities (user names, "" for anonymous) in both sets
-// when at least one of them names its members.
-func (s subjSet) common(o subjSet) (who []string, finite bool) {
-	covers := func(x subjSet, name string) bool {
-		if name == "" {
-			return x.everyone || x.anonymous
-		}
-		return x.everyone || x.authenticated || x.users[name]
-	}
-	infinite := func(x subjSet) bool { return x.everyone || x.authenticated }
-	if infinite(s) && infinite(o) {
-		return nil, false
-	}
-	small, other := s, o
-	if infinite(s) {
-		small, other = o, s
-	}
-	if small.anonymous && covers(other, "") {
-		who = append(who, "")
-	}
-	for name := range small.users {
-		if covers(other, name) {
-			who = append(who, name)
-		}
-	}
-	sort.Strings(who)
-	return who, true
-}
-
-// meets reports whether someone may be in both sets (both are non-empty).
-func (s subjSet) meets(o subjSet) bool {
-	switch {
-	case s.everyone || o.everyone:
-		return true
-	case s.anonymous && o.anonymous:
-		return true
-	case s.authenticated && (o.authenticated || len(o.users) > 0):
-		return true
-	case o.authenticated && len(s.users) > 0:
-		return true
-	}
-	for u := range s.users {
-		if o.users[u] {
-			return true
-		}
-	}
-	return false
-}

@@ -32,10 +32,14 @@ const (
 )
 
 // daReference answers for docker_auth: who (account "" = anonymous) may do
-// which of the asked actions.
+// which of the asked actions. An account the file does not define is a
+// user of another source (docker_auth's LDAP, say), let in without labels.
 func daReference(f daFile, account string, req refRequest) []string {
 	u, ok := f.Users[account]
-	if !ok || u == nil || account == "" && u.Password != nil {
+	switch {
+	case !ok && account != "":
+		u = &daUser{}
+	case !ok || u == nil || account == "" && u.Password != nil:
 		return nil // not let in
 	}
 	for _, e := range f.ACL {
@@ -193,8 +197,12 @@ var (
 		"alice/app", "alice-x/app", "alice/app/sub", "bob/app", "admin/tool", "carol/x", "evil/test/x",
 		"catalog", "web/site", "ops/db", "public/hello", "mirror/ubuntu", "mirror/ubuntu/extra",
 		"xmirror/ubuntu", "library/mirror", "usersrepo/test1", "team1repo/a", "xteam1repo/a",
-		"team2/app", "team2/app/x", "a/b", "b/app", "u", "x",
+		"team2/app", "team2/app/x", "a/b", "b/app", "u", "x", "secret/key", "xpublic/hello", "public",
+		"zed/app", "ghost/app", "library/ubuntu", "internal/tool", "shared/x", "team1/app", "x/team1/app",
 	}
+	// gridOthers are users of other sources: names that no file defines,
+	// some of them also names in patterns or prefixes of users' names.
+	gridOthers  = []string{"zed", "ghost", "administrator", "ad", "mirror", "public", "a"}
 	gridActions = [][]string{{"pull"}, {"push"}, {"delete"}, {"pull", "push"}, {"pull", "push", "delete"}}
 )
 
@@ -207,8 +215,8 @@ func bitsOf(actions []string) token.Actions {
 }
 
 // compareOnGrid checks ours against the reference for every identity and
-// request of the grid: never more, and the same when exact.
-func compareOnGrid(t *testing.T, label string, p *policy.Compiled, users []string, exact bool, ref func(user string, req refRequest) []string) (checked int) {
+// request of the grid: never more, and the same for those exact holds.
+func compareOnGrid(t *testing.T, label string, p *policy.Compiled, users []string, exact func(user string) bool, ref func(user string, req refRequest) []string) (checked int) {
 	t.Helper()
 	var reqs []refRequest
 	for _, n := range gridNames {
@@ -238,7 +246,7 @@ func compareOnGrid(t *testing.T, label string, p *policy.Compiled, users []strin
 			if ours&^theirs != 0 {
 				t.Fatalf("%s: %s asking %s:%s:%v gets %v here but only %v from the original", label, who, req.typ, req.name, req.actions, ours, theirs)
 			}
-			if exact && ours != theirs {
+			if exact(user) && ours != theirs {
 				t.Fatalf("%s: %s asking %s:%s:%v gets %v here but %v from the original, with no warning that grants narrow", label, who, req.typ, req.name, req.actions, ours, theirs)
 			}
 			checked++
@@ -247,14 +255,18 @@ func compareOnGrid(t *testing.T, label string, p *policy.Compiled, users []strin
 	return checked
 }
 
-// convertAndCompare converts one config and compares it on the grid.
-func convertAndCompare(t *testing.T, label, format string, data []byte) (converted, exact bool, checked int) {
+// convertAndCompare converts one config and compares it on the grid:
+// never more than the original, and exactly the same for the file's users
+// (and for users of other sources, who docker_auth lets in too) unless a
+// warning says they may get less. With mustBeExact, any such warning
+// fails the test and every identity must get exactly the same.
+func convertAndCompare(t *testing.T, label, format string, data []byte, mustBeExact bool) (converted, exact bool, checked int) {
 	t.Helper()
 	var cfg policy.Config
 	var ws []warning
 	var err error
 	var ref func(string, refRequest) []string
-	var users []string
+	var users, others []string
 	switch format {
 	case DockerAuth:
 		var f daFile
@@ -263,6 +275,7 @@ func convertAndCompare(t *testing.T, label, format string, data []byte) (convert
 		}
 		cfg, ws, err = convertDockerAuth(data)
 		ref = func(u string, r refRequest) []string { return daReference(f, u, r) }
+		others = gridOthers
 	case Alauda:
 		var f alaudaFile
 		if decodeStrict(data, &f) != nil {
@@ -272,20 +285,40 @@ func convertAndCompare(t *testing.T, label, format string, data []byte) (convert
 		ref = func(u string, r refRequest) []string { return alaudaReference(f, u, r) }
 	}
 	if err != nil {
+		if mustBeExact {
+			t.Fatalf("%s: %v", label, err)
+		}
 		return false, false, 0
 	}
 	if err := checkRules(cfg.Rules); err != nil {
 		t.Fatalf("%s: %v", label, err)
 	}
-	exact = true
+	exact, exactOthers := true, true
 	for _, w := range ws {
+		if mustBeExact && (w.narrows || w.others) {
+			t.Errorf("%s: a warning that grants narrow: %s", label, w.msg)
+		}
 		exact = exact && !w.narrows
+		exactOthers = exactOthers && !w.narrows && !w.others
 	}
+	file := map[string]bool{"": true}
 	for _, u := range cfg.Users {
 		users = append(users, u.Name)
+		file[u.Name] = true
+	}
+	for _, o := range others {
+		if !file[o] {
+			users = append(users, o)
+		}
+	}
+	exactFor := func(u string) bool {
+		if file[u] {
+			return exact || mustBeExact
+		}
+		return exactOthers || mustBeExact
 	}
 	p := mustCompile(t, cfg)
-	return true, exact, compareOnGrid(t, label, p, users, exact, ref)
+	return true, exact, compareOnGrid(t, label, p, users, exactFor, ref)
 }
 
 // TestEquivalenceTestdata compares the realistic configs with the
@@ -296,11 +329,84 @@ func TestEquivalenceTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok, exact, n := convertAndCompare(t, c.file, c.format, data)
+		ok, exact, n := convertAndCompare(t, c.file, c.format, data, true)
 		if !ok {
 			t.Fatalf("%s does not convert", c.file)
 		}
-		t.Logf("%s: %d requests, never more than the original; exact: %v", c.file, n, exact)
+		t.Logf("%s: %d requests, each answered exactly as the original: %v", c.file, n, exact)
+	}
+}
+
+// exactLayouts are the layouts configs are usually written in (issue 19):
+// each converts with no warning that grants narrow, and every identity of
+// the grid (the file's users, anonymous, users of other sources) gets
+// exactly what the original gives.
+var exactLayouts = []struct{ name, format, config string }{
+	{"admin first", DockerAuth, daUsers + `acl:
+  - {match: {account: admin}, actions: ['*']}
+  - {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}
+  - {match: {account: '/.+/', name: 'library/*'}, actions: [pull]}
+  - {match: {account: '/.+/', type: registry, name: catalog}, actions: ['*']}
+  - {match: {account: '/.+/'}, actions: [pull]}
+  - {match: {account: '/.+/', name: 'web/*'}, actions: [push]}
+`},
+	{"admin first, then a deny for everyone else", DockerAuth, daUsers + `  '': {}
+acl:
+  - {match: {account: admin}, actions: ['*']}
+  - {match: {name: 'secret/*'}, actions: []}
+  - {match: {account: '*'}, actions: [pull]}
+  - {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}
+`},
+	{"anonymous public by regexp", DockerAuth, daUsers + `  '': {}
+acl:
+  - {match: {account: admin}, actions: ['*']}
+  - {match: {account: '', name: '/^public\//'}, actions: [pull]}
+  - {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}
+  - {match: {account: '/.+/', name: '/^public\//'}, actions: [pull]}
+  - {match: {account: '/.+/', name: '/mirror/'}, actions: [pull]}
+`},
+	{"per-user namespace, a pull-only robot first", DockerAuth, daUsers + `acl:
+  - {match: {account: carol}, actions: [pull]}
+  - {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}
+  - {match: {account: '/.+/', type: registry, name: catalog}, actions: ['*']}
+  - {match: {account: '/.+/', name: 'public/*'}, actions: [pull]}
+`},
+	{"labels as groups", DockerAuth, daUsers + `acl:
+  - {match: {labels: {team: web}, name: 'web/*'}, actions: [push, pull]}
+  - {match: {account: '/.+/', name: '${labels:team}/*'}, actions: [pull]}
+  - {match: {labels: {team: '/o/'}, name: 'ops/*'}, actions: ['*']}
+  - {match: {labels: {team: ops}}, actions: [pull]}
+`},
+	{"deny by empty actions", DockerAuth, daUsers + `acl:
+  - {match: {account: bob, name: 'ops/*'}, actions: []}
+  - {match: {labels: {team: ops}, name: 'ops/*'}, actions: ['*']}
+  - {match: {account: '/.+/', name: 'ops/*'}, actions: [pull]}
+  - {match: {account: carol}, actions: []}
+  - {match: {account: '/.+/', name: '/^(web|team2)\//'}, actions: [pull, push]}
+  - {match: {account: '/.+/'}, actions: [pull]}
+`},
+	{"alauda regex targets", Alauda, `users: {user1: password1, user2: "` + hashBob + `"}
+auths:
+  user1: [{target: 'team1/.*', useRegexp: true, actions: [pull, push]}, {target: usersrepo/test1, actions: [pull]}]
+  user2: [{target: '^team2/.*$', useRegexp: true, actions: ['*']}, {target: catalog, type: registry, actions: ['*']}]
+  _anonymous: [{target: '^public/', useRegexp: true, actions: [pull]}]
+`},
+	{"alauda anonymous fallback", Alauda, `users: {user1: password1, user2: "` + hashBob + `", guest: guest-password}
+auths:
+  user1: [{target: 'team1/.*', useRegexp: true, actions: [pull]}]
+  user2: [{target: 'usersrepo/test1', actions: [pull, push]}, {target: '^public/h', useRegexp: true, actions: ['*']}]
+  _anonymous: [{target: '.*', useRegexp: true, actions: [pull]}, {target: 'public/hello', actions: [push]}]
+`},
+}
+
+// TestEquivalenceExactLayouts checks exactLayouts in the exact mode.
+func TestEquivalenceExactLayouts(t *testing.T) {
+	for _, l := range exactLayouts {
+		t.Run(l.name, func(t *testing.T) {
+			if ok, _, n := convertAndCompare(t, l.name, l.format, []byte(l.config), true); ok {
+				t.Logf("%d requests, each answered exactly as the original", n)
+			}
+		})
 	}
 }
 
@@ -342,7 +448,7 @@ func TestEquivalenceRandomDockerAuth(t *testing.T) {
 			}
 			fmt.Fprintf(&b, "  - match: {%s}\n    actions: %s\n", strings.Join(conds, ", "), act)
 		}
-		ok, ex, n := convertAndCompare(t, fmt.Sprintf("config %d:\n%s\n", i, b.String()), DockerAuth, []byte(b.String()))
+		ok, ex, n := convertAndCompare(t, fmt.Sprintf("config %d:\n%s\n", i, b.String()), DockerAuth, []byte(b.String()), false)
 		if ok {
 			converted++
 		}
@@ -389,7 +495,7 @@ func TestEquivalenceRandomAlauda(t *testing.T) {
 				b.WriteString("    []\n")
 			}
 		}
-		ok, ex, n := convertAndCompare(t, fmt.Sprintf("config %d:\n%s\n", i, b.String()), Alauda, []byte(b.String()))
+		ok, ex, n := convertAndCompare(t, fmt.Sprintf("config %d:\n%s\n", i, b.String()), Alauda, []byte(b.String()), false)
 		if ok {
 			converted++
 		}

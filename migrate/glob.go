@@ -249,34 +249,101 @@ func globPrefix(p string) (prefix string, literal bool, err error) {
 	return b.String(), true, nil
 }
 
-// wholeAnchored reports whether a regular expression can only match a
-// whole string (^...$), so that anchoring it changes nothing.
-func wholeAnchored(re string) bool {
+// anywhere is a whole-name regular expression for what re matches
+// anywhere in a name, as docker_auth's and alauda's MatchString do: re
+// between ".*" and ".*", less the one at a side where re is anchored
+// (^public/ becomes public/.*). "" for a regex that matches only the
+// empty name, which no name is. wide tells whether re matched anywhere,
+// anchored at neither end.
+func anywhere(re string) (expr string, wide bool) {
 	t, err := syntax.Parse(re, syntax.Perl)
-	if err != nil || t.Op != syntax.OpConcat || len(t.Sub) < 2 {
-		return false
+	if err != nil {
+		return ".*(?:" + re + ").*", true
 	}
-	return t.Sub[0].Op == syntax.OpBeginText && t.Sub[len(t.Sub)-1].Op == syntax.OpEndText
+	if t.Op == syntax.OpStar && (t.Sub[0].Op == syntax.OpAnyCharNotNL || t.Sub[0].Op == syntax.OpAnyChar) {
+		return ".*", false // matches every name already
+	}
+	body, begin, end := re, false, false
+	if t.Op == syntax.OpConcat && len(t.Sub) > 0 {
+		subs := t.Sub
+		if subs[0].Op == syntax.OpBeginText && strings.HasPrefix(body, "^") {
+			body, subs, begin = body[1:], subs[1:], true
+		}
+		if len(subs) > 0 && subs[len(subs)-1].Op == syntax.OpEndText && strings.HasSuffix(body, "$") {
+			body, subs, end = body[:len(body)-1], subs[:len(subs)-1], true
+		}
+		// The anchors taken off as text must be those of the tree.
+		rest := &syntax.Regexp{Op: syntax.OpConcat, Sub: subs, Flags: t.Flags}
+		if u, err := syntax.Parse(body, syntax.Perl); err != nil || (begin || end) && sameRegexp(u, rest) != nil {
+			body, begin, end = re, false, false
+		}
+	}
+	switch {
+	case !begin && !end:
+		return ".*(?:" + re + ").*", true
+	case body == "" && begin && end:
+		return "", false
+	}
+	if !begin {
+		body = ".*" + body
+	}
+	if !end {
+		body += ".*"
+	}
+	return body, false
 }
 
-// unanchored is our resource for a regular expression that may match
-// anywhere in the name, as docker_auth's and alauda's do.
-func unanchored(re string) string { return policy.RegexpPrefix + `(?s:.*)(?:` + re + `)(?s:.*)` }
+// sameRegexp reports (as an error) whether two parsed expressions differ.
+func sameRegexp(a, b *syntax.Regexp) error {
+	if len(b.Sub) == 1 {
+		b = b.Sub[0]
+	}
+	if len(b.Sub) == 0 && b.Op == syntax.OpConcat {
+		b = &syntax.Regexp{Op: syntax.OpEmptyMatch}
+	}
+	if a.Simplify().String() != b.Simplify().String() {
+		return fmt.Errorf("differ")
+	}
+	return nil
+}
+
+// literalPrefix returns what every name a whole-name expression matches
+// begins with, and whether that is the whole expression.
+func literalPrefix(expr string) (prefix string, complete bool) {
+	t, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return "", false
+	}
+	subs := []*syntax.Regexp{t}
+	if t.Op == syntax.OpConcat {
+		subs = t.Sub
+	}
+	var b strings.Builder
+	for i, s := range subs {
+		switch {
+		case s.Op == syntax.OpLiteral && s.Flags&syntax.FoldCase == 0:
+			b.WriteString(string(s.Rune))
+		case s.Op == syntax.OpBeginText && i == 0, s.Op == syntax.OpEndText && i == len(subs)-1:
+		default:
+			return b.String(), false
+		}
+	}
+	return b.String(), true
+}
 
 // nameRes is what one docker_auth name pattern (substitutions done)
 // becomes.
 type nameRes struct {
 	// allow is the resource for granting: never broader than the pattern.
-	// deny is the resource for denying: never narrower. They differ for a
-	// regex that docker_auth matches anywhere in the name: allow anchors
-	// it (what such patterns are meant to say), deny keeps its reach, so
-	// that the first-match order of the entries is kept. "" for none.
+	// deny is the resource for denying: never narrower. They differ only
+	// where a glob's class matches "/" (see globResources). "" for none.
 	allow, deny string
 	// catalog: the pattern matches the catalog's name.
 	catalog bool
-	// anchored: allow is narrower than the pattern because a regex is
-	// now anchored; slash: because a glob's class no longer matches "/".
-	anchored, slash bool
+	// wide: a regex matched anywhere in the name, kept as such;
+	// slash: allow is narrower than the pattern because a glob's class
+	// no longer matches "/".
+	wide, slash bool
 }
 
 // daName translates one docker_auth name pattern.
@@ -286,10 +353,9 @@ func daName(p string) (nameRes, error) {
 		if err != nil {
 			return nameRes{}, fmt.Errorf("bad regular expression: %v", err)
 		}
-		r := nameRes{allow: policy.RegexpPrefix + re, deny: policy.RegexpPrefix + re, catalog: c.MatchString(token.CatalogName)}
-		if !wholeAnchored(re) {
-			r.anchored = true
-			r.deny = unanchored(re)
+		r := nameRes{catalog: c.MatchString(token.CatalogName)}
+		if expr, wide := anywhere(re); expr != "" {
+			r.allow, r.deny, r.wide = policy.RegexpPrefix+expr, policy.RegexpPrefix+expr, wide
 		}
 		return r, nil
 	}

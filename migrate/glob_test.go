@@ -96,34 +96,43 @@ func TestGlobResource(t *testing.T) {
 	}
 }
 
-func TestWholeAnchored(t *testing.T) {
-	for re, want := range map[string]bool{
-		`^foo$`:       true,
-		`^(a|b)/.*$`:  true,
-		`^google/.*$`: true,
-		`foo`:         false,
-		`^foo`:        false,
-		`foo$`:        false,
-		`^a|b$`:       false,
-		`(?m)^a$`:     false,
-		`^`:           false,
-		`^$`:          true,
+// TestAnywhere checks that the whole-name form of a regex matches what
+// the regex matches anywhere in a name, and that anchors become plain text
+// where they can.
+func TestAnywhere(t *testing.T) {
+	for re, want := range map[string]string{
+		`foo`:             `.*(?:foo).*`,
+		`^public\/`:       `public\/.*`,
+		`^team2/.*$`:      `team2/.*`,
+		`foo$`:            `.*foo`,
+		`^a|b$`:           `.*(?:^a|b$).*`,
+		`(?m)^a$`:         `.*(?:(?m)^a$).*`,
+		`\bx`:             `.*(?:\bx).*`,
+		`o+`:              `.*(?:o+).*`,
+		`(?i)FOO`:         `.*(?:(?i)FOO).*`,
+		`a|`:              `.*(?:a|).*`,
+		`^(?:a|b)/x`:      `(?:a|b)/x.*`,
+		`^`:               `.*(?:^).*`,
+		`^$`:              ``,
+		`^\$`:             `\$.*`,
+		`^x\$`:            `x\$.*`,
+		`^mirror\/[a-z]+`: `mirror\/[a-z]+.*`,
+		`.*`:              `.*`,
 	} {
-		if got := wholeAnchored(re); got != want {
-			t.Errorf("wholeAnchored(%q) = %v, want %v", re, got, want)
+		got, _ := anywhere(re)
+		if got != want {
+			t.Errorf("anywhere(%q) = %q, want %q", re, got, want)
 		}
-	}
-}
-
-// TestUnanchored checks that the deny-side form of a regex matches what
-// the regex matches anywhere in a name.
-func TestUnanchored(t *testing.T) {
-	for _, re := range []string{`foo`, `^foo`, `foo$`, `^a|b$`, `\bx`, `o+`, `(?i)FOO`, `a|`} {
-		ours := regexp.MustCompile(`^(?:` + strings.TrimPrefix(unanchored(re), policy.RegexpPrefix) + `)$`)
 		theirs := regexp.MustCompile(re)
-		for _, name := range []string{"", "foo", "xfoo", "foox", "a", "b", "ab", "ba", "x/foo/y", "o", "FOO", "y x", "bar"} {
-			if ours.MatchString(name) != theirs.MatchString(name) {
-				t.Errorf("%q on %q: unanchored form %v, regexp %v", re, name, ours.MatchString(name), theirs.MatchString(name))
+		for _, name := range []string{"", "foo", "xfoo", "foox", "a", "b", "ab", "ba", "x/foo/y", "o", "FOO", "y x", "bar", "$", "x$", "public/a", "xpublic/a", "a/x", "a/xy", "mirror/ab", "mirror/", "team2/x"} {
+			// No name holds a line break, nor is empty: ".*" may stop at
+			// one, and "" stands for no name.
+			if name == "" && got == "" {
+				continue
+			}
+			matched := got != "" && regexp.MustCompile(`^(?:`+got+`)$`).MatchString(name)
+			if matched != theirs.MatchString(name) {
+				t.Errorf("%q on %q: whole-name form %q %v, regexp %v", re, name, got, matched, theirs.MatchString(name))
 			}
 		}
 	}

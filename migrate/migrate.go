@@ -1,10 +1,12 @@
 // Package migrate converts the users and access rules of other registry
 // token servers' configurations into a policy.Config.
 //
-// The converted policy never grants anything the original would not grant.
-// Where a construct has no exact equivalent it is translated so that it
-// grants less, with a warning naming the place and what changes, or the
-// conversion fails with an error naming the place.
+// The converted policy grants exactly what the original granted wherever
+// our rules can say it: docker_auth's first match (firstmatch.go), regexes
+// found anywhere in a name, alauda's fallback to _anonymous. Where they
+// cannot, it grants less, never more, with a warning naming the place and
+// the rule to add; what cannot be translated even so is an error naming
+// the place.
 package migrate
 
 import (
@@ -40,7 +42,8 @@ func CheckFormat(format string) error {
 }
 
 // Convert reads the users and access rules of a config in the given format and returns our equivalent.
-// Warnings name each construct whose meaning changes (always towards granting LESS); err is returned for
+// Warnings name each construct whose meaning changes (always towards granting LESS, with the rule to add)
+// and give advice (a regex that probably grants more than meant, in the original too); err is returned for
 // anything that cannot be translated safely. Messages name the place (e.g. `acl[3].match.ip`, `users["bob"]`) and never contain a password or hash.
 func Convert(format string, data []byte) (cfg policy.Config, warnings []string, err error) {
 	var ws []warning
@@ -66,11 +69,12 @@ func Convert(format string, data []byte) (cfg policy.Config, warnings []string, 
 
 // warning is one message of Convert. narrows marks the ones after which
 // the converted policy may grant less than the original even to the users
-// defined in the file; the others only inform (a construct dropped that
-// changed nothing, advice, the limits of an expansion to the file's users).
+// defined in the file; others those after which only users of other
+// sources (an LDAP directory, say) may get less; the rest only inform (a
+// construct dropped that changed nothing, advice).
 type warning struct {
-	msg     string
-	narrows bool
+	msg             string
+	narrows, others bool
 }
 
 // notes collects warnings in the order they arise, once each.
@@ -79,7 +83,7 @@ type notes struct {
 	seen map[string]bool
 }
 
-func (n *notes) add(narrows bool, format string, args ...any) {
+func (n *notes) add(w warning, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if n.seen[msg] {
 		return
@@ -88,14 +92,21 @@ func (n *notes) add(narrows bool, format string, args ...any) {
 		n.seen = map[string]bool{}
 	}
 	n.seen[msg] = true
-	n.list = append(n.list, warning{msg: msg, narrows: narrows})
+	w.msg = msg
+	n.list = append(n.list, w)
 }
 
-// info adds a warning that changes nothing for the file's users.
-func (n *notes) info(format string, args ...any) { n.add(false, format, args...) }
+// info adds a warning that changes nothing.
+func (n *notes) info(format string, args ...any) { n.add(warning{}, format, args...) }
 
 // narrow adds a warning after which the file's users may get less.
-func (n *notes) narrow(format string, args ...any) { n.add(true, format, args...) }
+func (n *notes) narrow(format string, args ...any) { n.add(warning{narrows: true}, format, args...) }
+
+// narrowOthers adds a warning after which users of other sources may get
+// less.
+func (n *notes) narrowOthers(format string, args ...any) {
+	n.add(warning{others: true}, format, args...)
+}
 
 // checkRules compiles every rule: a rule our engine refuses is a bug of
 // this package, reported rather than handed to the caller.

@@ -36,6 +36,9 @@ func FuzzConvert(f *testing.F) {
 	for _, c := range warningCases {
 		f.Add(c.format == Alauda, []byte(c.config))
 	}
+	for _, l := range exactLayouts {
+		f.Add(l.format == Alauda, []byte(l.config))
+	}
 	f.Add(true, []byte(`{"users": {"u": "p", "_anonymous": "q"}, "auths": {"_anonymous": [{"target": "(", "useRegexp": true, "actions": ["pull"]}], "u": [{"target": "catalog", "type": "registry", "actions": ["*"]}]}}`))
 
 	anchor, err := bcrypt.GenerateFromPassword([]byte("fuzz-anchor"), bcrypt.MinCost)

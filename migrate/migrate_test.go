@@ -195,40 +195,40 @@ func TestErrors(t *testing.T) {
 // warning they give. They also seed FuzzConvert.
 var warningCases = []struct {
 	name, format, config string
-	rules                []string // "effect subjects actions resources"
+	rules                []string // "effect subjects actions resources"; none for none
 	warning              string   // a fragment of one warning, if any
 }{
 	{
-		name:   "first match: an allow also denies the other actions",
+		name:   "an allow alone: nothing later grants more, so nothing is denied",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: alice, name: 'alice/*'}, actions: [pull]}]",
-		rules: []string{"allow user:alice pull alice/*", "deny user:alice push,delete alice/*"},
+		rules: []string{"allow user:alice pull alice/*"},
 	},
 	{
-		name:   "deny entry",
+		name:   "deny entry before a broader grant",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: bob}, actions: []}, {match: {account: '/.+/'}, actions: [pull]}]",
-		rules: []string{"deny user:bob * **,registry:catalog", "allow authenticated pull **", "deny authenticated push,delete **", "deny authenticated * registry:catalog"},
+		rules: []string{"deny user:bob * **,registry:catalog", "allow authenticated pull **"},
 	},
 	{
 		name:   "trailing denies dropped",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: alice}, actions: [pull]}, {match: {account: bob}, actions: []}, {match: {}, actions: []}]",
-		rules:   []string{"allow user:alice pull **", "deny user:alice push,delete **", "deny user:alice * registry:catalog"},
+		rules:   []string{"allow user:alice pull **"},
 		warning: "acl[2]: dropped: an entry with actions [] at the end",
 	},
 	{
 		name:   "ip on a deny is left out",
 		format: DockerAuth, config: daUsers + "acl: [{match: {ip: 10.0.0.0/8, name: 'secret/*'}, actions: []}, {match: {account: alice}, actions: [pull]}]",
-		rules:   []string{"deny authenticated * secret/*", "allow user:alice pull **", "deny user:alice push,delete **", "deny user:alice * registry:catalog"},
+		rules:   []string{"deny authenticated * secret/*", "allow user:alice pull **"},
 		warning: "acl[0].match.ip: left out: the entry now denies whatever the address",
 	},
 	{
 		name:   "account glob as a user pattern, for users of every source",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: 'a*', name: 'shared/*'}, actions: [pull]}]",
-		rules: []string{"allow user:regexp:a[^/]* pull shared/*", "deny user:regexp:a[^/]* push,delete shared/*"},
+		rules: []string{"allow user:regexp:a[^/]* pull shared/*"},
 	},
 	{
 		name:   "account regex as a user pattern, found anywhere as docker_auth does",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/^contractor-/', name: 'internal/*'}, actions: []}, {match: {account: '/.+/', name: 'internal/*'}, actions: ['*']}]",
-		rules: []string{"deny user:regexp:(?s:.*)(?:^contractor-)(?s:.*) * internal/*", "allow authenticated * internal/*"},
+		rules: []string{"deny user:regexp:contractor-.* * internal/*", "allow authenticated * internal/*"},
 	},
 	{
 		name:   "${account} as a path component",
@@ -246,13 +246,13 @@ var warningCases = []struct {
 	{
 		name:   "labels",
 		format: DockerAuth, config: daUsers + "acl: [{match: {labels: {team: ops}}, actions: [pull]}]",
-		rules: []string{"allow user:bob pull **", "deny user:bob push,delete **", "deny user:bob * registry:catalog"},
+		rules: []string{"allow user:bob pull **"},
 	},
 	{
-		name:   "regex anchored for grants, not for denials",
+		name:   "a regex found anywhere in the name, kept exactly, with advice",
 		format: DockerAuth, config: daUsers + "acl: [{match: {name: '/mirror/'}, actions: [pull]}]",
-		rules:   []string{"allow authenticated pull regexp:mirror", "deny authenticated push,delete regexp:(?s:.*)(?:mirror)(?s:.*)"},
-		warning: "acl[0].match.name: the regex now grants on whole names only",
+		rules:   []string{"allow authenticated pull regexp:.*(?:mirror).*"},
+		warning: "acl[0].match.name: docker_auth finds the regex anywhere in the name (/foo/ matches xfooy/bar), and so does the rule here",
 	},
 	{
 		name:   "catalog",
@@ -262,26 +262,65 @@ var warningCases = []struct {
 	{
 		name:   "catalog with other actions than *",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/.+/', type: registry, name: catalog}, actions: [pull]}]",
-		rules:   []string{"deny authenticated * registry:catalog"},
 		warning: `acl[0]: the catalog is granted with the action "*" only`,
 	},
 	{
 		name:   "anonymous",
 		format: DockerAuth, config: daUsers + "  '': {}\nacl: [{match: {account: '', name: 'public/*'}, actions: [pull]}, {match: {name: 'docs/*'}, actions: [pull]}]",
-		rules:   []string{"allow anonymous pull public/*", "deny anonymous push,delete public/*", "allow everyone pull docs/*", "deny everyone push,delete docs/*"},
+		rules:   []string{"allow anonymous pull public/*", "allow everyone pull docs/*"},
 		warning: `users[""]: skipped: it lets requests without credentials in`,
 	},
 	{
 		name:   "no anonymous user, no anonymous access",
 		format: DockerAuth, config: daUsers + "acl: [{match: {account: '', name: 'public/*'}, actions: [pull]}, {match: {name: 'docs/*'}, actions: [pull]}]",
-		rules:   []string{"allow authenticated pull docs/*", "deny authenticated push,delete docs/*"},
+		rules:   []string{"allow authenticated pull docs/*"},
 		warning: `acl[0].match.account: "" is the anonymous user`,
 	},
 	{
-		name:   "overlap",
-		format: DockerAuth, config: daUsers + "acl: [{match: {account: admin}, actions: ['*']}, {match: {name: 'prod/*'}, actions: [pull]}]",
-		rules:   []string{"allow user:admin * **,registry:catalog", "allow authenticated pull prod/*", "deny authenticated push,delete prod/*"},
-		warning: "acl[0] and acl[1] may match the same request",
+		// Lock-out case 1 of issue 19: the regex was made to match whole
+		// names, and public/hello matched none.
+		name:   "anonymous pulls by an anchored regex",
+		format: DockerAuth, config: daUsers + "  '': {}\nacl: [{match: {account: '', name: '/^public\\//'}, actions: [pull]}]",
+		rules: []string{"allow anonymous pull regexp:public\\/.*"},
+	},
+	{
+		// Lock-out case 2 of issue 19: admin kept pull only where later
+		// entries granted pull only.
+		name:   "admin first keeps everything",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: admin}, actions: ['*']}, {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}, {match: {account: '/.+/'}, actions: [pull]}]",
+		rules: []string{"allow user:admin * **,registry:catalog", "allow authenticated * {user}/*", "allow authenticated pull **"},
+	},
+	{
+		name:   "a deny after admin leaves admin out",
+		format: DockerAuth, config: daUsers + "  '': {}\nacl: [{match: {account: admin}, actions: ['*']}, {match: {name: 'secret/*'}, actions: []}, {match: {account: '*'}, actions: [pull]}]",
+		rules: []string{
+			"allow user:admin * **,registry:catalog",
+			"deny anonymous,user:regexp:(?s:[^a].*|a|a[^d].*|ad|ad[^m].*|adm|adm[^i].*|admi|admi[^n].*|admin.+) * secret/*",
+			"allow everyone pull **",
+		},
+		warning: "acl[1]: the subject user:regexp:(?s:[^a].*|a|a[^d].*|ad|ad[^m].*|adm|adm[^i].*|admi|admi[^n].*|admin.+) stands for every user but admin",
+	},
+	{
+		name:   "a robot first: its deny is the simpler rule",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: carol}, actions: [pull]}, {match: {account: '/.+/', name: '${account}/*'}, actions: ['*']}, {match: {account: '/.+/', type: registry, name: catalog}, actions: ['*']}]",
+		rules: []string{"allow user:carol pull **", "deny user:carol push,delete **", "deny user:carol * registry:catalog", "allow authenticated * {user}/*", "allow authenticated * registry:catalog"},
+	},
+	{
+		name:   "an entry that earlier ones shadow adds nothing",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/.+/'}, actions: [pull]}, {match: {account: alice, name: 'alice/*'}, actions: ['*']}]",
+		rules: []string{"allow authenticated pull **"},
+	},
+	{
+		name:   "no exact rule: the overlap is denied, with the grant docker_auth gave",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: '/.+/', name: 'team/*'}, actions: [pull, push]}, {match: {account: '/.+/', name: '*/secret'}, actions: []}, {match: {account: '/.+/'}, actions: [pull]}]",
+		rules:   []string{"allow authenticated pull,push team/*", "deny authenticated pull,delete */secret", "allow authenticated pull **"},
+		warning: "acl[0] and acl[1] both match authenticated asking pull on names both match (such as team/secret): docker_auth answered with acl[0], the first match, which grants it; here acl[1]'s deny of it (deny authenticated pull */secret) refuses it there too, since no rule can leave that overlap out of the deny. What docker_auth granted there: allow authenticated pull team/*",
+	},
+	{
+		name:   "no exact rule for every user: written out for the users of the file",
+		format: DockerAuth, config: daUsers + "acl: [{match: {account: admin}, actions: ['*']}, {match: {account: '/^a/', name: 'prod/*'}, actions: [pull]}, {match: {account: '/.+/', name: 'prod/*'}, actions: ['*']}]",
+		rules:   []string{"allow user:admin * **,registry:catalog", "allow user:regexp:a.* pull prod/*", "allow authenticated pull prod/*", "allow user:bob,user:carol push,delete prod/*"},
+		warning: "acl[1] and acl[2]: users of other sources (authenticated) lose push on prod/*, which acl[2] granted them where acl[1] does not match: no rule here can leave out exactly what acl[1] matches, so the grant is written out for the users of this file; for each user of another source who should keep it, add: allow user:NAME push prod/*",
 	},
 	{
 		name:   "sections that are not policy",
@@ -291,8 +330,14 @@ var warningCases = []struct {
 	{
 		name:   "alauda union",
 		format: Alauda, config: "users: {u: " + hashBob + "}\nauths: {u: [{target: a/b, actions: [pull]}, {target: 'a/.*', useRegexp: true, actions: [push]}]}",
-		rules:   []string{"allow user:u pull a/b", "allow user:u push regexp:a/.*"},
-		warning: `auths["u"][1].target: the regex now matches whole names only`,
+		rules:   []string{"allow user:u pull a/b", "allow user:u push regexp:.*(?:a/.*).*"},
+		warning: `auths["u"][1].target: alauda finds the regex anywhere in the name`,
+	},
+	{
+		name:   "alauda anchored regex and the empty one",
+		format: Alauda, config: "users: {u: " + hashBob + "}\nauths: {u: [{target: '^a/.*$', useRegexp: true, actions: [pull]}, {target: '', useRegexp: true, actions: [push]}]}",
+		rules:   []string{"allow user:u pull regexp:a/.*", "allow user:u push regexp:.*"},
+		warning: `auths["u"][1].target: the empty regex matches every name`,
 	},
 	{
 		name:   "alauda catalog",
@@ -301,10 +346,15 @@ var warningCases = []struct {
 		warning: `auths["u"][1]: the catalog is granted with the action * only`,
 	},
 	{
-		name:   "alauda anonymous and users without rules",
-		format: Alauda, config: "users: {u: " + hashBob + ", v: " + hashAlice + "}\nauths: {u: [{target: a, actions: [push]}], _anonymous: [{target: pub, actions: [pull]}]}",
-		rules:   []string{"allow anonymous,user:v pull pub", "allow user:u push a"},
-		warning: `auths["_anonymous"]: alauda gave a logged-in user these rules whenever none of the user's own rules matched`,
+		name:   "alauda anonymous, for users without rules and where users' rules do not match",
+		format: Alauda, config: "users: {u: " + hashBob + ", v: " + hashAlice + ", w: " + hashCarol + "}\nauths: {u: [{target: a, actions: [push]}], w: [{target: '^pub', useRegexp: true, actions: []}], _anonymous: [{target: pub, actions: [pull]}]}",
+		rules: []string{"allow anonymous,user:u,user:v pull pub", "allow user:u push a"},
+	},
+	{
+		name:   "alauda anonymous where a user's rules match some of its names",
+		format: Alauda, config: "users: {u: " + hashBob + "}\nauths: {u: [{target: 'pub/a', actions: [push]}], _anonymous: [{target: '^pub/', useRegexp: true, actions: [pull]}]}",
+		rules:   []string{"allow anonymous pull regexp:pub/.*", "allow user:u push pub/a"},
+		warning: `auths["_anonymous"][0]: alauda gave it to u where none of u's own rules matched the request, on the names of regexp:pub/.* that those rules do not match; no rule here states that difference, so u does not get it: add the grants meant, such as: allow user:u pull <name>`,
 	},
 	{
 		name:   "alauda user not in users",

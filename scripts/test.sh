@@ -4,6 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every tool first, so that nothing fails minutes into the run.
+. scripts/tools.sh
+missing_tools
+missing_services
+if [ ${#missing[@]} -gt 0 ] || [ ${#services[@]} -gt 0 ]; then
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "make test needs what is missing here: ${missing[*]}" >&2
+		line=$(install_line)
+		if [ -n "$line" ]; then echo "  $line" >&2; fi
+		for u in "${urls[@]}"; do echo "  $u" >&2; done
+	fi
+	for s in "${services[@]}"; do echo "make test needs, not running here: $s" >&2; done
+	exit 1
+fi
+
 echo "== gofmt"
 bad=$(gofmt -l .)
 if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
@@ -14,19 +29,11 @@ go vet ./...
 (cd bench && go vet ./...)
 
 echo "== staticcheck"
-if ! command -v staticcheck >/dev/null; then
-	echo "staticcheck is not installed: go install honnef.co/go/tools/cmd/staticcheck@latest" >&2
-	exit 1
-fi
 staticcheck ./...
 (cd e2e && staticcheck ./...)
 (cd bench && staticcheck ./...)
 
 echo "== alert rules: promtool check and the rules' unit tests"
-if ! command -v promtool >/dev/null; then
-	echo "promtool is not installed: apt-get install prometheus" >&2
-	exit 1
-fi
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
@@ -40,7 +47,7 @@ for m in registry_auth http.handlers.registry_auth_token http.handlers.registry_
 	grep -qx "$m" <<<"$modules" || { echo "caddy list-modules does not list $m" >&2; exit 1; }
 done
 "$tmp/caddy" adapt --config Caddyfile.example >/dev/null
-XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" REGISTRY_CI_PASSWORD=example \
+XDG_DATA_HOME="$tmp/data" XDG_CONFIG_HOME="$tmp/config" \
 	"$tmp/caddy" validate --config Caddyfile.example 2>&1 | tail -n 1
 rm -rf "$tmp"
 

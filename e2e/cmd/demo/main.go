@@ -5,25 +5,18 @@
 package main
 
 import (
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"syscall"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/regauth/caddy-registry-auth/e2e"
@@ -37,7 +30,7 @@ const caddyfile = `{
 	auto_https off
 	storage file_system %[1]s/caddy
 	registry_auth {
-		service localhost:%[2]d
+		service %[2]s
 		user %[4]s %[5]s
 		allow authenticated pull,push {user}/**
 		allow authenticated pull,push public/**
@@ -46,154 +39,138 @@ const caddyfile = `{
 	}
 }
 
-http://localhost:%[2]d {
+http://:%[6]d {
+	bind %[7]s
 	registry_auth_proxy {
 		upstream 127.0.0.1:%[3]d
 	}
 }
 `
 
-func main() {
-	port := flag.Int("port", 5000, "port of the registry as clients see it (Caddy)")
-	dataDir := flag.String("data", "", "directory for the registry's blobs and Caddy's key (default: a new temporary directory)")
-	user := flag.String("user", "demo", "the demo user's name")
-	password := flag.String("password", "demo-password", "the demo user's password")
-	noWalkthrough := flag.Bool("quiet", false, "skip the walkthrough push and pull")
-	flag.Parse()
-	log.SetFlags(0)
+type options struct {
+	addr, dataDir, user, password string
+	quiet                         bool
+}
 
-	dir := *dataDir
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "registry-auth-demo-"); err != nil {
-			log.Fatal(err)
-		}
+func main() {
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:5000", "address Caddy listens on; 0.0.0.0:5000 lets other machines in (with the published demo password)")
+	flag.StringVar(&o.dataDir, "data", "", "directory for the registry's blobs and Caddy's key, kept on exit (default: a new temporary directory, removed on exit)")
+	flag.StringVar(&o.user, "user", "demo", "the demo user's name")
+	flag.StringVar(&o.password, "password", "demo-password", "the demo user's password")
+	flag.BoolVar(&o.quiet, "quiet", false, "do not print the walkthrough (the sample image is pushed anyway)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		// Plainly on stderr: Caddy sends the standard logger to its own log.
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
 	}
-	dir, _ = filepath.Abs(dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		log.Fatal(err)
+}
+
+// run starts everything, waits for Ctrl-C and stops everything again;
+// the deferred steps also run when starting fails.
+func run(o options) error {
+	// Ctrl-C from here on stops the demo through the deferred steps.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+
+	sock, host, err := listen(o.addr)
+	if err != nil {
+		return err
 	}
+	defer sock.Close()
+	dir, remove, err := dataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer remove() // last: after Caddy and the registry have stopped
 
 	// The registry: no auth, on a loopback port nobody else is told about.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		log.Fatalf("registry: %v", err)
+		return fmt.Errorf("registry: %v", err)
 	}
 	stop, err := e2e.StartV3(l, e2e.RegistryConfig{Addr: l.Addr().String(), Storage: e2e.FilesystemStorage(filepath.Join(dir, "registry"))})
 	if err != nil {
-		log.Fatalf("registry: %v", err)
+		return fmt.Errorf("registry: %v", err)
 	}
 	defer stop()
 
-	hash, err := bcrypt.GenerateFromPassword([]byte(*password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(o.password), bcrypt.DefaultCost)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	cf := fmt.Sprintf(caddyfile, dir, *port, l.Addr().(*net.TCPAddr).Port, *user, hash)
-	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(cf), 0o600); err != nil {
-		log.Fatal(err)
+	regPort, port := l.Addr().(*net.TCPAddr).Port, sock.port
+	// Caddy serves the socket opened above; the file shows the address.
+	cf := func(bind string) string {
+		return fmt.Sprintf(caddyfile, dir, host, regPort, o.user, hash, port, bind)
 	}
-	if err := e2e.StartCaddy(cf); err != nil {
-		log.Fatalf("starting Caddy: %v", err)
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(cf(sock.host)), 0o600); err != nil {
+		return err
+	}
+	if err := e2e.StartCaddy(cf("fd/" + strconv.Itoa(int(sock.file.Fd())))); err != nil {
+		return fmt.Errorf("starting Caddy: %v", err)
 	}
 	defer caddy.Stop() //nolint:errcheck
-	host := fmt.Sprintf("localhost:%d", *port)
 	if err := e2e.WaitHTTP("http://"+host+"/v2/", http.StatusUnauthorized); err != nil {
-		log.Fatalf("Caddy: %v", err)
+		return fmt.Errorf("caddy: %v", err)
 	}
-
-	if !*noWalkthrough {
-		if err := walkthrough(host, *user, *password); err != nil {
-			log.Fatalf("walkthrough failed: %v", err)
-		}
+	image, err := walkthrough(host, o.user, o.password, !o.quiet)
+	if err != nil {
+		return fmt.Errorf("walkthrough failed: %v", err)
 	}
-
-	fmt.Printf(`
-An authenticated registry is running at http://%[1]s
-  Caddy (registry_auth_proxy) on %[1]s, the only door;
-  distribution v3 behind it on %[2]s, without auth of its own.
-  Caddyfile: %[3]s/Caddyfile
-
-User %[4]q, password %[5]q, may push and pull %[4]s/** and public/**;
-anyone may pull public/**.
-
-Try:
-  docker login %[1]s -u %[4]s --password-stdin <<< %[5]s
-  docker tag busybox %[1]s/%[4]s/busybox && docker push %[1]s/%[4]s/busybox
-  curl -u %[4]s:%[5]s http://%[1]s/v2/_catalog
-  curl -i http://%[1]s/v2/%[4]s/hello/tags/list     # 401 and a Bearer challenge
-
-Ctrl-C stops it.
-`, host, l.Addr(), dir, *user, *password)
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	printBanner(host, l.Addr().String(), dir, o, image)
 	<-sig
 	fmt.Println("stopping")
-}
-
-// walkthrough shows the protocol with real requests and a real client.
-func walkthrough(host, user, password string) error {
-	step := func(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
-
-	resp, err := http.Get("http://" + host + "/v2/")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	step("GET /v2/ without credentials: %s\n    WWW-Authenticate: %s", resp.Status, resp.Header.Get("WWW-Authenticate"))
-
-	scope := "repository:" + user + "/hello:pull,push"
-	req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/auth/token?service="+host+"&scope="+scope, nil)
-	req.SetBasicAuth(user, password)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var tok struct {
-		Token     string `json:"token"`
-		ExpiresIn int    `json:"expires_in"`
-	}
-	if err := json.Unmarshal(body, &tok); err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("token request: %s %s", resp.Status, body)
-	}
-	parts := strings.Split(tok.Token, ".")
-	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	step("GET /auth/token as %s for %s: %s, a token for %d s with claims\n    %s", user, scope, resp.Status, tok.ExpiresIn, claims)
-
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		return err
-	}
-	ref, err := name.ParseReference(host + "/" + user + "/hello:latest")
-	if err != nil {
-		return err
-	}
-	auth := remote.WithAuth(&authn.Basic{Username: user, Password: password})
-	if err := remote.Write(ref, img, auth); err != nil {
-		return err
-	}
-	d, _ := img.Digest()
-	step("push %s with go-containerregistry: %s", ref, d)
-
-	got, err := remote.Image(ref, auth)
-	if err != nil {
-		return err
-	}
-	gd, _ := got.Digest()
-	step("pull %s as %s: %s", ref, user, gd)
-
-	_, err = remote.Image(ref)
-	step("pull %s anonymously: refused (%v)", ref, firstLine(err))
 	return nil
 }
 
-func firstLine(err error) string {
-	if err == nil {
-		return "no error: UNEXPECTED"
+// socket is the demo's listening socket, held open while Caddy serves it.
+type socket struct {
+	file *os.File
+	host string // the address it is bound to
+	port int
+}
+
+func (s socket) Close() error { return s.file.Close() }
+
+// listen opens the demo's address itself, without SO_REUSEPORT: Caddy
+// sets that option on the sockets it opens, so a second Caddy on a taken
+// port would share it silently (requests split between two registries).
+// A plain socket cannot be shared: a taken port is refused here, and
+// nobody can join this one. host is the address for clients.
+func listen(addr string) (s socket, host string, err error) {
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return s, "", fmt.Errorf("%s is already in use (another demo, registry or Caddy?): stop it, or choose another address: -addr 127.0.0.1:5001 (make demo DEMOFLAGS='-addr 127.0.0.1:5001')", addr)
 	}
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	return s
+	if err != nil {
+		return s, "", fmt.Errorf("cannot listen on %s: %v", addr, err)
+	}
+	defer l.Close()
+	a := l.Addr().(*net.TCPAddr)
+	if s.file, err = l.(*net.TCPListener).File(); err != nil {
+		return s, "", err
+	}
+	s.host, s.port = a.IP.String(), a.Port
+	host = net.JoinHostPort(s.host, strconv.Itoa(a.Port))
+	if a.IP.IsUnspecified() {
+		host = net.JoinHostPort("localhost", strconv.Itoa(a.Port))
+	}
+	return s, host, nil
+}
+
+// dataDir is the directory given, kept, or a new temporary one that
+// remove deletes.
+func dataDir(given string) (dir string, remove func(), err error) {
+	if given != "" {
+		if dir, err = filepath.Abs(given); err != nil {
+			return "", nil, err
+		}
+		return dir, func() {}, os.MkdirAll(dir, 0o700)
+	}
+	if dir, err = os.MkdirTemp("", "registry-auth-demo-"); err != nil {
+		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
 }

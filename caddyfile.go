@@ -134,38 +134,13 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			pc.Signer = new(SignerConfig)
 			return pc.Signer.unmarshalCaddyfile(d)
 		}),
-		"user":     repeatable(func(d *caddyfile.Dispenser) error { return pl.user(d, &pc.Users) }),
-		"htpasswd": repeatable(elsewhere(func(d *caddyfile.Dispenser) error { return appendArg(d, &pc.HtpasswdFiles) })),
-		"group":    repeatable(func(d *caddyfile.Dispenser) error { return pl.group(d, &pc.Groups) }),
-		"allow":    repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
-		"deny":     repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
-		"immutable_tags": repeatable(func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.Errf("want: immutable_tags <repository-glob> <tag-glob...>")
-			}
-			it := policy.ImmutableTags{Repositories: args[0], Tags: args[1:], Origin: origin(d)}
-			if err := policy.CheckImmutableTags([]policy.ImmutableTags{it}); err != nil {
-				return d.Errf("immutable_tags: %v", strings.TrimPrefix(err.Error(), "immutable_tags[0]: "))
-			}
-			pc.ImmutableTags = append(pc.ImmutableTags, it)
-			return nil
-		}),
-		"policy_file": repeatable(elsewhere(func(d *caddyfile.Dispenser) error {
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.Errf("want: policy_file <path> [native|docker_auth|alauda]")
-			}
-			f := PolicyFile{Path: args[0]}
-			if len(args) == 2 {
-				f.Format = args[1]
-				if err := checkFormat(f.Format); err != nil {
-					return d.Errf("policy_file: %v", err)
-				}
-			}
-			pc.Files = append(pc.Files, f)
-			return nil
-		})),
+		"user":           repeatable(func(d *caddyfile.Dispenser) error { return pl.user(d, &pc.Users) }),
+		"htpasswd":       repeatable(elsewhere(func(d *caddyfile.Dispenser) error { return appendArg(d, &pc.HtpasswdFiles) })),
+		"group":          repeatable(func(d *caddyfile.Dispenser) error { return pl.group(d, &pc.Groups) }),
+		"allow":          repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
+		"deny":           repeatable(func(d *caddyfile.Dispenser) error { return pl.rule(d, &pc.Rules) }),
+		"immutable_tags": repeatable(func(d *caddyfile.Dispenser) error { return immutableTagsLine(d, &pc.ImmutableTags) }),
+		"policy_file":    repeatable(elsewhere(func(d *caddyfile.Dispenser) error { return policyFileLine(d, &pc.Files) })),
 		"authenticator": repeatable(elsewhere(func(d *caddyfile.Dispenser) error {
 			return appendGuest(d, "authenticator", &pc.AuthenticatorsRaw)
 		})),
@@ -177,6 +152,37 @@ func (pc *PolicyConfig) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return err
 	}
 	return checkPolicyBlock(&start, pc, &pl)
+}
+
+// immutableTagsLine reads `immutable_tags <repository-glob> <tag-glob...>`.
+func immutableTagsLine(d *caddyfile.Dispenser, list *[]policy.ImmutableTags) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 {
+		return d.Errf("want: immutable_tags <repository-glob> <tag-glob...>")
+	}
+	it := policy.ImmutableTags{Repositories: args[0], Tags: args[1:], Origin: origin(d)}
+	if err := policy.CheckImmutableTags([]policy.ImmutableTags{it}); err != nil {
+		return d.Errf("immutable_tags: %v", strings.TrimPrefix(err.Error(), "immutable_tags[0]: "))
+	}
+	*list = append(*list, it)
+	return nil
+}
+
+// policyFileLine reads `policy_file <path> [native|docker_auth|alauda]`.
+func policyFileLine(d *caddyfile.Dispenser, list *[]PolicyFile) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.Errf("want: policy_file <path> [native|docker_auth|alauda]")
+	}
+	f := PolicyFile{Path: args[0]}
+	if len(args) == 2 {
+		f.Format = args[1]
+		if err := checkFormat(f.Format); err != nil {
+			return d.Errf("policy_file: %v", err)
+		}
+	}
+	*list = append(*list, f)
+	return nil
 }
 
 // throttleArgs reads `throttle <failures> [<window>]` or `throttle off`.

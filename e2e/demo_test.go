@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -20,27 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 )
-
-var (
-	demoOnce sync.Once
-	demoBin  string
-	demoErr  error
-)
-
-// buildDemo builds `make demo`'s binary once per run.
-func buildDemo(t *testing.T) string {
-	t.Helper()
-	demoOnce.Do(func() {
-		demoBin = filepath.Join(shared.dir, "demo")
-		if out, err := exec.Command("go", "build", "-o", demoBin, "./cmd/demo").CombinedOutput(); err != nil {
-			demoErr = fmt.Errorf("building the demo: %v: %s", err, out)
-		}
-	})
-	if demoErr != nil {
-		t.Fatal(demoErr)
-	}
-	return demoBin
-}
 
 // demo is a running demo binary.
 type demo struct {

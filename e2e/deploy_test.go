@@ -29,31 +29,6 @@ import (
 
 const deployDir = "../deploy"
 
-var (
-	staticOnce sync.Once
-	staticBin  string
-	staticErr  error
-)
-
-// staticCaddy builds Caddy with the plugin as the image wants it (static,
-// stripped), once per run.
-func staticCaddy(t *testing.T) string {
-	t.Helper()
-	staticOnce.Do(func() {
-		staticBin = filepath.Join(shared.dir, "static-caddy")
-		cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", staticBin, "./cmd/caddy")
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			staticErr = fmt.Errorf("building the static caddy: %v\n%s", err, out)
-		}
-	})
-	if staticErr != nil {
-		t.Fatal(staticErr)
-	}
-	return staticBin
-}
-
 // run runs a command and fails the test if it fails.
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()

@@ -22,28 +22,6 @@ import (
 // A fleet is several Caddy processes (the binary of ./cmd/caddy, each its
 // own process as in production) sharing one file_system storage.
 
-var (
-	caddyBinOnce sync.Once
-	caddyBin     string
-	caddyBinErr  error
-)
-
-// buildCaddy builds Caddy with the plugin once per run.
-func buildCaddy(t *testing.T) string {
-	t.Helper()
-	caddyBinOnce.Do(func() {
-		caddyBin = filepath.Join(shared.dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBin, "github.com/regauth/caddy-registry-auth/cmd/caddy").CombinedOutput()
-		if err != nil {
-			caddyBinErr = fmt.Errorf("building caddy: %v\n%s", err, out)
-		}
-	})
-	if caddyBinErr != nil {
-		t.Fatal(caddyBinErr)
-	}
-	return caddyBin
-}
-
 // fleetConfig is what every instance of a fleet shares.
 type fleetConfig struct {
 	storage      string // the shared file_system storage directory
@@ -177,7 +155,8 @@ func (in *instance) dumpLog(t *testing.T) {
 // operator would, and returns its output and error.
 func (in *instance) keys(args ...string) (string, error) {
 	args = append([]string{"registry-auth", "keys"}, append(args, "--address", in.adminAddr())...)
-	out, err := exec.Command(caddyBin, args...).CombinedOutput()
+	// The binary was built when the instance started.
+	out, err := exec.Command(caddyBinary.path, args...).CombinedOutput()
 	return string(out), err
 }
 

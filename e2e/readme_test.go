@@ -73,27 +73,10 @@ func (q *quickStart) startCaddy(caddyfile string) {
 	if err := os.WriteFile(filepath.Join(q.dir, "Caddyfile"), []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(filepath.Join(q.dir, "caddy.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(buildCaddy(t), "run", "--config", "Caddyfile")
 	cmd.Dir = q.dir
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(q.dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(q.dir, "config"))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			if data, err := os.ReadFile(logFile.Name()); err == nil {
-				t.Logf("caddy log:\n%s", tail(string(data), 30))
-			}
-		}
-	})
+	startLogged(t, cmd, filepath.Join(q.dir, "caddy.log"), "caddy")
 	q.startedByTheTests = append(q.startedByTheTests, "caddy run --config Caddyfile &")
 }
 
@@ -215,23 +198,7 @@ func TestREADMEQuickStartToken(t *testing.T) {
 				// The README's "registry serve config.yml", Debian's name.
 				cmd := exec.Command(registryBinary, "serve", "config.yml")
 				cmd.Dir = q.dir
-				out, err := os.Create(filepath.Join(q.dir, "registry.log"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmd.Stdout, cmd.Stderr = out, out
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() {
-					_ = cmd.Process.Kill()
-					_ = cmd.Wait()
-					out.Close()
-					if t.Failed() {
-						data, _ := os.ReadFile(out.Name())
-						t.Logf("registry 2.8 log:\n%s", tail(string(data), 20))
-					}
-				})
+				startLogged(t, cmd, filepath.Join(q.dir, "registry.log"), "registry 2.8")
 			}
 			q.startedByTheTests = append(q.startedByTheTests, "registry serve config.yml &")
 			if err := WaitHTTP(fmt.Sprintf("http://localhost:%d/v2/", q.front), 401); err != nil {

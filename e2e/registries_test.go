@@ -76,26 +76,7 @@ func startV28(t *testing.T, e *env, setup registrySetup) *registry {
 	if err := os.WriteFile(cfgPath, []byte(e.registryConfig(addr, FilesystemStorage(filepath.Join(dir, "data")), setup.realm).YAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "registry.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(registryBinary, "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			if data, err := os.ReadFile(logPath); err == nil {
-				t.Logf("registry 2.8 log:\n%s", tail(string(data), 40))
-			}
-		}
-	})
+	startLogged(t, exec.Command(registryBinary, "serve", cfgPath), filepath.Join(dir, "registry.log"), "registry 2.8")
 	r := &registry{family: "v2.8", host: fmt.Sprintf("localhost:%d", port)}
 	if err := WaitHTTP("http://"+r.host+"/v2/", setup.readyStatus()); err != nil {
 		t.Fatal(err)

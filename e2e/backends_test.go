@@ -107,6 +107,16 @@ func newBackendsSite(t *testing.T) *backendsSite {
 	return s
 }
 
+// loadWithoutDirectory loads the backends policy before any directory is
+// named, to write the bundle the registries trust. Its rules name the
+// directory's groups, which a Caddyfile refuses when nothing could give
+// them: an HTTP authenticator nobody is asked through stands in for the
+// directory.
+func (s *backendsSite) loadWithoutDirectory(t *testing.T) {
+	t.Helper()
+	s.load(t, "\t\tauthenticator http {\n\t\t\turl http://127.0.0.1:9/never-asked\n\t\t}", "")
+}
+
 // load replaces Caddy's config with the suite's plus the backends policy,
 // whose lines (authenticators, authorizers, more rules) are body, its
 // token site, and extra sites.
@@ -435,7 +445,7 @@ func TestLDAPUsers(t *testing.T) {
 			group_attribute memberOf` + groupSearch, []string{"v3"}},
 	}
 	site := newBackendsSite(t)
-	site.load(t, "", "") // writes the bundle the registries trust
+	site.loadWithoutDirectory(t) // writes the bundle the registries trust
 	regs := map[string]*registry{}
 	for _, family := range []string{"v3", "v2.8"} {
 		regs[family] = startBackendsRegistry(t, family, site.realm)
@@ -726,7 +736,7 @@ func TestHTTPAuthenticatorFailures(t *testing.T) {
 		{"200 with groups that are not strings", jsonAnswer(http.StatusOK, `{"groups":"devs"}`), http.StatusServiceUnavailable},
 	}
 	site := newBackendsSite(t)
-	site.load(t, "", "")
+	site.loadWithoutDirectory(t)
 	reg := startBackendsRegistry(t, "v3", site.realm)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -18,7 +18,7 @@ func TestDockerCLIWithLDAP(t *testing.T) {
 	base := buildBaseImage(t)
 	dir := startSlapd(t)
 	site := newBackendsSite(t)
-	site.load(t, "", "") // writes the bundle the registries trust
+	site.loadWithoutDirectory(t) // writes the bundle the registries trust
 	regPort, proxyPort := FreePort(), FreePort()
 	startV3(t, shared, registrySetup{port: regPort, disk: true})
 	targets := []target{{"proxy/v3", fmt.Sprintf("localhost:%d", proxyPort)}}

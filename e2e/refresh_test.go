@@ -62,6 +62,11 @@ func withCarol(t *testing.T, line string) {
 		users = append(users, "\t\t"+line)
 	}
 	cf := strings.Replace(shared.caddyfile(""), shared.users, strings.Join(users, "\n")+"\n", 1)
+	if line == "" {
+		// Deleting a user from a Caddyfile deletes the rules that name
+		// the user too: a rule naming no user is refused at its line.
+		cf = strings.Replace(cf, "\t\tallow user:carol pull,push carol/**\n", "", 1)
+	}
 	if status, body := loadCaddyfile(t, cf); status != http.StatusOK {
 		t.Fatalf("reload: %d %s", status, body)
 	}

@@ -72,7 +72,9 @@ run_tests e2e || status=1
 
 if [ "$status" != 0 ] || grep -E -- '--- FAIL' "$log" >/dev/null; then
 	echo "== FAILED: details"
-	grep -E -B2 -A20 -- '--- FAIL' "$log" | head -200
+	# A test's messages come before its --- FAIL line; Caddy's and the
+	# registries' own log lines are left out.
+	grep -vE '^\s*(\{"level"|time=")' "$log" | grep -E -B40 -A5 -- '--- FAIL' | head -400
 	exit 1
 fi
 if grep -E -- '--- SKIP' "$log"; then

@@ -49,6 +49,13 @@ func (k *keyring) apply(raw []byte, d *keyringDoc) error {
 	if err != nil {
 		return err
 	}
+	if k.exporting {
+		// The files first: what a registry reads from them is never
+		// behind what the endpoints serve or the signer signs with.
+		if err := k.export(set); err != nil {
+			return err
+		}
+	}
 	if k.signer == nil {
 		k.signer, err = token.NewKeySetSigner(set)
 	} else {
@@ -61,9 +68,6 @@ func (k *keyring) apply(raw []byte, d *keyringDoc) error {
 	setKeyGauges(k.name, d)
 	k.logger.Info("signing keys in use", zap.String("policy", k.name), zap.String("signing", d.find(keySigning).ID),
 		zap.String("kid", set.Signing.KeyID()), zap.Int("published", 1+len(set.Published)), zap.Int("verify_only", len(set.Retired)))
-	if k.exporting {
-		return k.export()
-	}
 	return nil
 }
 
@@ -112,11 +116,10 @@ func (k *keyring) privateOf(s storedKey) (crypto.Signer, error) {
 	return nil, fmt.Errorf("neither the keyring nor this instance's key files hold the private key: give every instance sharing the storage the same next_key_file")
 }
 
-// export writes the bundle and JWKS files if they changed since the last
-// write.
-func (k *keyring) export() error {
-	bundle := k.signer.CertificatesPEM()
-	jwks, err := k.signer.JWKS()
+// export writes the bundle and JWKS files of a key set if they changed
+// since the last write.
+func (k *keyring) export(set token.KeySet) error {
+	bundle, jwks, err := token.PublicDocuments(set)
 	if err != nil {
 		return err
 	}
@@ -136,7 +139,7 @@ func (k *keyring) export() error {
 func (k *keyring) start() error {
 	k.mu.Lock()
 	k.exporting = true
-	err := k.export()
+	err := k.export(k.signer.Keys())
 	k.mu.Unlock()
 	if err == nil {
 		runningKeyrings.put(k)

@@ -123,7 +123,6 @@ func newKeyState(set KeySet) (*keyState, error) {
 		return nil, errors.New("the key set has no refresh secret")
 	}
 	st := &keyState{set: set, byID: map[string]*Key{}}
-	published := slices.Concat([]*Key{set.Signing}, set.Published)
 	for _, k := range st.byKey() {
 		for _, id := range k.ids {
 			if st.byID[id] != nil {
@@ -136,9 +135,17 @@ func newKeyState(set KeySet) (*keyState, error) {
 		}
 	}
 	var err error
-	st.bundle = bundleOf(published)
-	st.jwks, err = jwksOf(published)
+	st.bundle, st.jwks, err = PublicDocuments(set)
 	return st, err
+}
+
+// PublicDocuments are the certificate bundle and the JWKS of a key set's
+// published keys: what CertificatesPEM and JWKS return once a signer uses
+// it.
+func PublicDocuments(set KeySet) (bundle, jwks []byte, err error) {
+	published := slices.Concat([]*Key{set.Signing}, set.Published)
+	jwks, err = jwksOf(published)
+	return bundleOf(published), jwks, err
 }
 
 // Keys returns the signer's key set as it is now.

@@ -1,6 +1,7 @@
 package registryauth
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,7 +24,10 @@ type minted struct {
 // Reuse never gives more than a fresh decision: the caller decides the
 // grant on every request (login, refresh-token checks, the policy as it is
 // now, revocations), and only a token for exactly that grant, subject and
-// service, signed by the current key, is reused. A reload that changes
+// service, signed by the current key set, is reused (keyed by the
+// signer's generation, not the key id, which an operator's key_id keeps
+// the same across keys: after an emergency the withdrawn key's tokens are
+// never handed out again). A reload that changes
 // what a user gets, a new password or a revocation change the decision, so
 // the old token is simply not asked for. What reuse changes is only how
 // long the token has left: at least max(60 s, half its lifetime), so a
@@ -45,7 +49,7 @@ const minReuseLeft = time.Minute
 // policy.Compiled.ForeignGroups), for the proxy.
 func (p *Policy) mint(snap *policy.Compiled, id Identity, service string, granted []token.Scope, now time.Time) (minted, error) {
 	groups := snap.ForeignGroups(id)
-	key := p.Signer.KeyID() + "\x00" + id.Name + "\x00" + service + "\x00" + token.FormatScopes(granted) + "\x00" + strings.Join(groups, "\x00")
+	key := strconv.FormatUint(p.Signer.Generation(), 10) + "\x00" + id.Name + "\x00" + service + "\x00" + token.FormatScopes(granted) + "\x00" + strings.Join(groups, "\x00")
 	if m, ok := p.minted.Get(key, now); ok {
 		return m, nil
 	}

@@ -95,6 +95,27 @@ func TestReusedTokensFollowEveryDecision(t *testing.T) {
 	})
 }
 
+// A changed key set (a rotation, an emergency) ends reuse, even when the
+// key id stays the same, as it does with an operator's key_id.
+func TestReuseEndsWithTheKeySet(t *testing.T) {
+	h := newTestHandler(t)
+	p := h.policy
+	now := time.Unix(1_800_000_000, 0)
+	first, err := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, now); again.raw != first.raw {
+		t.Fatal("not reused under the same key set")
+	}
+	if err := p.Signer.Use(p.Signer.Keys()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := p.mint(p.Current(), Identity{Name: "alice"}, testService, nil, now); after.raw == first.raw {
+		t.Fatal("reused a token signed before the key set changed")
+	}
+}
+
 // Reuse stops while max(60 s, half the lifetime) is still left; with a
 // lifetime of a minute nothing is reused.
 func TestReuseEndsBeforeExpiry(t *testing.T) {

@@ -88,6 +88,16 @@ func TestKeySet(t *testing.T) {
 	if _, err := s.Verify(signedBy(t, stranger, claims()), testIssuer, []string{testAudience}, now); err == nil {
 		t.Error("a token of a key outside the set verified")
 	}
+	// Registries no longer trust a retired key, and its access tokens
+	// expired before it was retired: the proxy lets none of them pass.
+	for name, k := range map[string]*token.Key{"signing": signing, "staged": staged} {
+		if _, err := s.VerifyAccess(signedBy(t, k, claims()), testIssuer, []string{testAudience}, now); err != nil {
+			t.Errorf("an access token of the %s key: %v", name, err)
+		}
+	}
+	if _, err := s.VerifyAccess(signedBy(t, retired, claims()), testIssuer, []string{testAudience}, now); err == nil {
+		t.Error("an access token of the retired key passed VerifyAccess")
+	}
 	if !bytes.Equal(s.Secret(), secret) {
 		t.Error("the secret is not the set's")
 	}

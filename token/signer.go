@@ -219,9 +219,14 @@ func RandomID() string {
 // nbf, the issuer and that the audience is one of audiences. Key material
 // inside the token's header is never used.
 func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (*Claims, error) {
+	return s.verify(raw, issuer, audiences, now, true)
+}
+
+// verify is Verify, with the retired keys or without them.
+func (s *Signer) verify(raw, issuer string, audiences []string, now time.Time, retired bool) (*Claims, error) {
 	st := s.state.Load()
 	var c Claims
-	_, err := jwt.ParseWithClaims(raw, &c, st.keyFor,
+	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) { return st.keyFor(t, retired) },
 		jwt.WithValidMethods(st.algs),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
@@ -256,16 +261,17 @@ func (s *Signer) Verify(raw, issuer string, audiences []string, now time.Time) (
 // errUnknownKey: the token names a key that is not (or no longer) ours.
 var errUnknownKey = errors.New("token signed by an unknown key")
 
-// keyFor picks the key a token is verified with and pins its algorithm.
-// Our tokens always name their key; one without a kid may be any key of
-// its algorithm, and the parser tries each.
-func (st *keyState) keyFor(t *jwt.Token) (any, error) {
+// keyFor picks the key a token is verified with and pins its algorithm;
+// retired keys count only when retired is set. Our tokens always name
+// their key; one without a kid may be any key of its algorithm, and the
+// parser tries each.
+func (st *keyState) keyFor(t *jwt.Token, retired bool) (any, error) {
 	alg := t.Method.Alg()
 	if kid, named := t.Header["kid"]; named {
 		id, _ := kid.(string)
 		k := st.byID[id]
 		switch {
-		case k == nil:
+		case k == nil, !retired && slices.Contains(st.set.Retired, k):
 			return nil, errUnknownKey
 		case k.method.Alg() != alg:
 			return nil, fmt.Errorf("algorithm %s is not that of key %s", alg, id)
@@ -274,7 +280,7 @@ func (st *keyState) keyFor(t *jwt.Token) (any, error) {
 	}
 	var set jwt.VerificationKeySet
 	for _, k := range st.byKey() {
-		if k.method.Alg() == alg {
+		if k.method.Alg() == alg && (retired || !slices.Contains(st.set.Retired, k)) {
 			set.Keys = append(set.Keys, k.public)
 		}
 	}
@@ -295,9 +301,10 @@ var ErrWrongKind = errors.New("token of the wrong kind")
 
 // VerifyAccess checks an access token for one of services: what the proxy
 // lets pass as a bearer. A refresh token is never one, whatever its
-// audience.
+// audience, and a retired key's access tokens have all expired before it
+// was retired, so it verifies none: only keys registries trust do.
 func (s *Signer) VerifyAccess(raw, issuer string, services []string, now time.Time) (*Claims, error) {
-	c, err := s.Verify(raw, issuer, services, now)
+	c, err := s.verify(raw, issuer, services, now, false)
 	if err == nil && c.Kind != "" {
 		return nil, ErrWrongKind
 	}

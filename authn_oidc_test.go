@@ -341,6 +341,9 @@ func TestOIDCThroughTheTokenEndpoint(t *testing.T) {
 		!slices.Equal(claims.Groups, []string{"acme"}) || claims.Expiry < wantExp-1 || claims.Expiry > wantExp+1 {
 		t.Fatalf("refresh claims %+v; want exp about %d (the job token's exp + 1h)", claims, wantExp)
 	}
+	if claims.IssuedAtNano == 0 {
+		t.Error("the refresh token has no issue time in nanoseconds: a revocation in the same second would refuse it")
+	}
 	refresh := func(h *TokenHandler) *httptest.ResponseRecorder {
 		return post(t, h, url.Values{"grant_type": {"refresh_token"}, "service": {testService}, "refresh_token": {rt}, "scope": {"repository:acme/app:pull,push"}})
 	}

@@ -54,9 +54,16 @@ func (p *Policy) issueRefresh(snap *policy.Compiled, subject, service string, no
 	if !ok {
 		return "", errRefreshRefused
 	}
-	c := token.NewClaims(p.Issuer, subject, token.RefreshAudience(service), p.refreshLifetime, now, nil)
-	c.Kind, c.Fingerprint, c.IssuedAtNano = token.KindRefresh, fp, now.UnixNano()
-	return p.Signer.Sign(c)
+	return p.Signer.Sign(refreshClaims(p.Issuer, subject, service, fp, p.refreshLifetime, now))
+}
+
+// refreshClaims are the claims of every refresh token: its kind, its own
+// audience, the fingerprint that binds it, and its issue time to the
+// nanosecond, so a revocation made a moment before it never refuses it.
+func refreshClaims(issuer, subject, service, fingerprint string, lifetime time.Duration, now time.Time) *token.Claims {
+	c := token.NewClaims(issuer, subject, token.RefreshAudience(service), lifetime, now, nil)
+	c.Kind, c.Fingerprint, c.IssuedAtNano = token.KindRefresh, fingerprint, now.UnixNano()
+	return c
 }
 
 // refreshIdentity checks a refresh token presented for service and

@@ -29,8 +29,7 @@ func (p *Policy) issueOwnedRefresh(id Identity, service string, now time.Time) (
 	if o == nil || lifetime < time.Second {
 		return "", nil
 	}
-	c := token.NewClaims(p.Issuer, id.Name, token.RefreshAudience(service), lifetime, now, nil)
-	c.Kind, c.Fingerprint = token.KindRefresh, o.fingerprint(p.Signer.Secret())
+	c := refreshClaims(p.Issuer, id.Name, service, o.fingerprint(p.Signer.Secret()), lifetime, now)
 	c.OriginIssuer, c.OriginSubject, c.Groups = id.Origin.Issuer, id.Origin.Subject, id.Origin.Groups
 	return p.Signer.Sign(c)
 }

@@ -30,7 +30,8 @@ type PolicyFile struct {
 	// mounted there works as it is (its "..data" entries are skipped).
 	Path string `json:"path"`
 	// Format of the files: "native" (default: JSON with the users,
-	// htpasswd_files, groups and rules fields of a policy), "docker_auth"
+	// htpasswd_files, groups, rules and immutable_tags fields of a
+	// policy), "docker_auth"
 	// (the users and acl of a cesanta/docker_auth config) or "alauda" (the
 	// users and auths of an alauda/registry-auth config), YAML or JSON.
 	Format string `json:"format,omitempty"`

@@ -195,10 +195,11 @@ func (h *ProxyHandler) pass(w http.ResponseWriter, r *http.Request, next caddyht
 	switch {
 	case errors.As(err, &imm):
 		return h.deny(w, r, user, imm.msg, "immutable tag rule "+imm.rule)
+	case errors.As(err, new(errManifestUnread)):
+		return h.refuse(w, r, http.StatusBadRequest, "MANIFEST_INVALID", "the manifest could not be read", "", nil)
 	case err != nil:
 		h.logger.Error("could not learn whether a tag is immutable; refused", zap.String("path", r.URL.Path), zap.Error(err))
-		w.Header().Set("Retry-After", "5")
-		return h.refuse(w, r, http.StatusServiceUnavailable, "UNAVAILABLE", "the registry could not say whether the tag is immutable; try again", "", nil)
+		return h.unavailable(w, "the registry could not say whether the tag is immutable; try again")
 	}
 	defer done()
 	setUser(r, user)

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -42,12 +43,17 @@ type fakeUpstream struct {
 	err         error             // returned, with nothing written, when set
 	catalog     []string          // what /v2/_catalog lists, in order, as a registry pages it
 	tags        map[string]string // repository:tag -> digest, for the proxy's questions about tags
+	failOwn     int               // when set, the status the proxy's own questions get
 }
 
 func (u *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if subjectOf(r) == internalSubject {
 		// The proxy's own question (a catalog page, a tag's digest).
 		u.internal++
+		if u.failOwn != 0 {
+			w.WriteHeader(u.failOwn)
+			return nil
+		}
 		return u.serveInternal(w, r)
 	}
 	u.calls++
@@ -148,7 +154,7 @@ func newTestProxy(t *testing.T) *proxyFixture {
 
 func (f *proxyFixture) serve(t *testing.T, r *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
-	*f.up, f.nextCalls = fakeUpstream{err: f.up.err, catalog: f.up.catalog, tags: f.up.tags}, 0
+	*f.up, f.nextCalls = fakeUpstream{err: f.up.err, catalog: f.up.catalog, tags: f.up.tags, failOwn: f.up.failOwn}, 0
 	w := httptest.NewRecorder()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		f.nextCalls++
@@ -867,6 +873,7 @@ func TestProxyUnreachableRegistry(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	f.h.logger = zap.New(core)
 	f.up.err = caddyhttp.Error(http.StatusServiceUnavailable, errors.New("no upstreams available")) // a DialError cannot be made outside reverseproxy: e2e stops a real registry
+	decisions := proxyDecisionCounts("forwarded", "unavailable")
 	for range 5 {
 		w := f.do(t, http.MethodGet, "/v2/alice/x/manifests/v1", basic("alice", "alice-pw"))
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"UNAVAILABLE"`) {
@@ -876,10 +883,45 @@ func TestProxyUnreachableRegistry(t *testing.T) {
 	if n := logs.FilterMessageSnippet("not reachable").Len(); n != 1 {
 		t.Fatalf("%d log lines for 5 failures in a row, want 1", n)
 	}
+	// Counted once each, as unavailable: the upstream alert divides these
+	// by all proxied requests, so a registry that is down reads as 100%.
+	if got := decisions(); got["forwarded"] != 0 || got["unavailable"] != 5 {
+		t.Fatalf("counted %v for 5 requests the registry did not answer", got)
+	}
 	// After headers went out, an error is reverse_proxy's to report.
 	f.up.err = caddyhttp.Error(http.StatusBadGateway, errors.New("reading body: unexpected EOF"))
 	if err := f.h.ServeHTTP(httptest.NewRecorder(), authed(http.MethodGet, "/v2/alice/x/manifests/v1", basic("alice", "alice-pw")), nil); err == nil {
 		t.Fatal("a failure after the response started was swallowed")
+	}
+}
+
+// proxyDecisionCounts returns a func that tells how much each of the
+// proxy's decisions was counted since this call.
+func proxyDecisionCounts(decisions ...string) func() map[string]float64 {
+	createMetrics()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.proxyRequests)
+	read := func() map[string]float64 {
+		m := map[string]float64{}
+		families, _ := reg.Gather()
+		for _, f := range families {
+			for _, c := range f.GetMetric() {
+				for _, d := range decisions {
+					if c.GetLabel()[0].GetValue() == d {
+						m[d] = c.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return m
+	}
+	before := read()
+	return func() map[string]float64 {
+		now := read()
+		for d := range now {
+			now[d] -= before[d]
+		}
+		return now
 	}
 }
 

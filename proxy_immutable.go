@@ -52,9 +52,17 @@ type errImmutable struct{ msg, rule string }
 
 func (e errImmutable) Error() string { return e.msg }
 
+// errManifestUnread: the client's manifest body could not be read (it
+// went away, or sent a broken body). The client's fault, not the
+// registry's: 400, not 503.
+type errManifestUnread struct{ err error }
+
+func (e errManifestUnread) Error() string { return "reading the manifest: " + e.err.Error() }
+
 // guardTags checks a manifest PUT or DELETE against the immutable tags.
-// It returns errImmutable to refuse (403), another error when the
-// registry could not say (503: never guess), or nil with a func to call
+// It returns errImmutable to refuse (403), errManifestUnread for a body
+// that could not be read (400), another error when the registry could not
+// say (503: never guess), or nil with a func to call
 // once the request was forwarded.
 func (h *ProxyHandler) guardTags(r *http.Request, snap *policy.Compiled, route token.Route) (done func(), err error) {
 	repo, ref := route.Scope.Name, route.Manifest
@@ -91,7 +99,7 @@ func (h *ProxyHandler) guardTagPut(r *http.Request, repo, tag, rule string) erro
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxManifest+1))
 	if err != nil {
-		return fmt.Errorf("reading the manifest: %v", err)
+		return errManifestUnread{err}
 	}
 	if len(body) > maxManifest {
 		return errImmutable{fmt.Sprintf("the manifest for immutable tag %s of %s is larger than %d bytes", tag, repo, maxManifest), rule}

@@ -2,11 +2,13 @@ package registryauth
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/regauth/caddy-registry-auth/policy"
 )
@@ -77,5 +79,32 @@ func TestProxyImmutableTags(t *testing.T) {
 	t.Run("with a bearer token too", func(t *testing.T) {
 		tok := f.sign(t, "alice", scope("alice/x", 3))
 		f.refused(t, putManifest(t, f, "/v2/alice/x/manifests/v1", "another manifest", "Bearer "+tok), http.StatusForbidden, "DENIED", "")
+	})
+}
+
+// When the proxy cannot learn what an immutable tag points at, it never
+// guesses: 503, counted as the registry being unavailable (not as busy
+// logins). A manifest body the client fails to send is the client's
+// fault: 400.
+func TestProxyImmutableTagsWhenUnsure(t *testing.T) {
+	alice := basic("alice", "alice-pw")
+	t.Run("the registry cannot answer", func(t *testing.T) {
+		f := immutableProxy(t)
+		f.up.failOwn = http.StatusInternalServerError
+		decisions := proxyDecisionCounts("unavailable", "busy")
+		w := putManifest(t, f, "/v2/alice/x/manifests/v1", "manifest one", alice)
+		f.refused(t, w, http.StatusServiceUnavailable, "UNAVAILABLE", "")
+		if w.Header().Get("Retry-After") == "" {
+			t.Error("no Retry-After")
+		}
+		if got := decisions(); got["unavailable"] != 1 || got["busy"] != 0 {
+			t.Fatalf("counted %v", got)
+		}
+	})
+	t.Run("the client's body breaks off", func(t *testing.T) {
+		f := immutableProxy(t)
+		r := httptest.NewRequest(http.MethodPut, "/v2/alice/x/manifests/v1", iotest.ErrReader(errors.New("connection reset by peer")))
+		r.Header.Set("Authorization", alice)
+		f.refused(t, f.serve(t, r), http.StatusBadRequest, "MANIFEST_INVALID", "")
 	})
 }

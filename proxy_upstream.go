@@ -16,15 +16,23 @@ import (
 // client gets the registry's own error format instead of an empty 502.
 func (h *ProxyHandler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripForwarding(r.Header)
-	count(metrics.proxyRequests, "forwarded")
 	err := h.proxy.ServeHTTP(w, r, next)
 	if err == nil || !unreachable(err) {
+		count(metrics.proxyRequests, "forwarded")
 		return err
 	}
-	count(metrics.proxyRequests, "unavailable")
 	h.unreachableLog.note(h.logger, err)
+	return h.unavailable(w, "the registry behind this proxy is not reachable")
+}
+
+// unavailable answers 503 UNAVAILABLE when the registry behind could not
+// be reached, or could not answer the proxy's own question: each such
+// request is counted once, as unavailable, which the upstream alert
+// divides by all proxied requests.
+func (h *ProxyHandler) unavailable(w http.ResponseWriter, msg string) error {
+	count(metrics.proxyRequests, "unavailable")
 	w.Header().Set("Retry-After", "5")
-	return writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "the registry behind this proxy is not reachable")
+	return writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
 }
 
 // unreachable reports whether reverse_proxy failed before any response:

@@ -35,6 +35,11 @@ func (k *keyring) sync(ctx context.Context) error {
 		if raw, doc, err = k.update(ctx, func(*keyringDoc, time.Time) error { return nil }, false); err != nil {
 			return err
 		}
+	} else if raw, err = marshalKeyring(doc); err != nil {
+		// Compared in the form this version writes: a document stored
+		// in another form (a newer version's fields, a restored backup)
+		// is not a change each time it is read.
+		return err
 	}
 	return k.apply(raw, doc)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -414,6 +415,38 @@ func TestKeyringSyncNeverGenerates(t *testing.T) {
 	}
 	if _, err := k.runStep(context.Background(), stepStage, keyRequest{}); err == nil || !strings.Contains(err.Error(), "missing from storage") {
 		t.Fatalf("a step without a document: %v", err)
+	}
+}
+
+// TestKeyringSyncIgnoresTheForm: a document stored in another form (a
+// compact backup restored, a newer version's extra field) is no change:
+// the signer keeps its key set, so what remembers verified tokens keeps
+// them.
+func TestKeyringSyncIgnoresTheForm(t *testing.T) {
+	ctx := context.Background()
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	k := mustOpen(t, storage, SignerConfig{}, &testClock{now: time.Now()})
+	raw, err := storage.Load(ctx, keyringKey("p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["written_by"] = "a newer version"
+	compact, _ := json.Marshal(doc)
+	if err := storage.Store(ctx, keyringKey("p"), compact); err != nil {
+		t.Fatal(err)
+	}
+	gen := k.signer.Generation()
+	for range 3 {
+		if err := k.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.signer.Generation() != gen {
+		t.Fatal("the same keys in another form replaced the signer's key set")
 	}
 }
 

@@ -235,8 +235,8 @@ func (sc *SignerConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err := oneArg(d, &sc.Header); err != nil {
 			return err
 		}
-		if sc.Header != token.HeaderX5C && sc.Header != token.HeaderKID {
-			return d.Errf("header: want %s or %s, got %q", token.HeaderX5C, token.HeaderKID, sc.Header)
+		if err := token.CheckHeader(sc.Header); err != nil {
+			return d.Err(err.Error())
 		}
 		return nil
 	})

@@ -460,6 +460,7 @@ func TestSignerConfigRefuses(t *testing.T) {
 		{SignerConfig{KeyFile: "k", CertFile: "c", NextKeyFile: "n"}, "next_key_file and next_cert_file go together"},
 		{SignerConfig{NextKeyFile: "n", NextCertFile: "c"}, "only with key_file"},
 		{SignerConfig{Rotation: "daily"}, `rotation: "daily"`},
+		{SignerConfig{Header: "jku"}, `header: want x5c or kid, got "jku"`},
 		{SignerConfig{KeyFile: "k", CertFile: "c", Rotation: rotationAuto}, "rotated by hand"},
 		{SignerConfig{KeyFile: "k", CertFile: "c", RotateEvery: caddy30d}, "only for generated keys"},
 		{SignerConfig{KeyID: "x", RotateEvery: caddy30d}, "key_id names a single key"},

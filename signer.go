@@ -145,6 +145,8 @@ func (sc *SignerConfig) validate() error {
 		return errors.New("next_key_file and next_cert_file go together")
 	case sc.NextKeyFile != "" && !files:
 		return errors.New("next_key_file: only with key_file (generated keys are staged through the admin API)")
+	case token.CheckHeader(sc.Header) != nil:
+		return token.CheckHeader(sc.Header)
 	case sc.Rotation != "" && sc.Rotation != rotationAuto && sc.Rotation != rotationManual:
 		return fmt.Errorf("rotation: %q is neither auto nor manual", sc.Rotation)
 	case files && sc.Rotation == rotationAuto:

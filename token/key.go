@@ -86,7 +86,7 @@ func NewVerifyKey(chain []*x509.Certificate, opts SignerOptions) (*Key, error) {
 			k.kid = thumbprint
 		}
 	default:
-		return nil, fmt.Errorf("unknown header mode %q (want %q or %q)", opts.Header, HeaderX5C, HeaderKID)
+		return nil, CheckHeader(opts.Header)
 	}
 	k.ids = []string{k.kid}
 	for _, id := range []string{libtrust, thumbprint} {

@@ -39,6 +39,15 @@ func CheckAlgorithm(alg string) error {
 	return nil
 }
 
+// CheckHeader refuses a header mode other than HeaderX5C and HeaderKID
+// ("" is the default, HeaderX5C).
+func CheckHeader(mode string) error {
+	if mode != "" && mode != HeaderX5C && mode != HeaderKID {
+		return fmt.Errorf("header: want %s or %s, got %q", HeaderX5C, HeaderKID, mode)
+	}
+	return nil
+}
+
 // GenerateKey makes a signing key for the algorithm (ES256, ES384, ES512 or
 // RS256/RS384/RS512) and a self-signed certificate for it, which then is
 // both the x5c leaf and the registry's root certificate bundle.
@@ -55,7 +64,12 @@ func GenerateKey(alg, commonName string, now time.Time) (crypto.Signer, *x509.Ce
 	case "RS256", "RS384", "RS512":
 		key, err = rsa.GenerateKey(rand.Reader, 2048)
 	default:
-		return nil, nil, CheckAlgorithm(alg)
+		// Every algorithm of Algorithms has a case above; this one is
+		// either not supported or was added there without one.
+		if err := CheckAlgorithm(alg); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("no key generator for algorithm %s", alg)
 	}
 	if err != nil {
 		return nil, nil, err

@@ -56,16 +56,17 @@ func (h *TokenHandler) Provision(ctx caddy.Context) (err error) {
 		return err
 	}
 	h.policy.tokenEndpoint.Store(true)
-	if h.policy.Current().HasImmutableTags() {
-		return errImmutableInTokenMode(h.policy.Name)
-	}
-	return nil
+	return h.policy.servable(h.policy.Current())
 }
 
-// errImmutableInTokenMode says why a token endpoint refuses a policy with
-// immutable tags.
-func errImmutableInTokenMode(policyName string) error {
-	return fmt.Errorf("policy %q has immutable_tags, which only registry_auth_proxy can enforce, and a registry_auth_token handler serves it: the registry would let anyone who may push move a tag. Give this handler a policy of its own without immutable_tags", policyName)
+// servable refuses a compiled policy that a token endpoint of its own
+// serves and that holds immutable tags: at load (the handler's
+// Provision) and at every reload of its files (watch).
+func (p *Policy) servable(c *policy.Compiled) error {
+	if p.tokenEndpoint.Load() && c.HasImmutableTags() {
+		return fmt.Errorf("policy %q has immutable_tags, which only registry_auth_proxy can enforce, and a registry_auth_token handler serves it: the registry would let anyone who may push move a tag. Give this handler a policy of its own without immutable_tags", p.Name)
+	}
+	return nil
 }
 
 // ServeHTTP answers token requests and the public key documents.

@@ -328,8 +328,8 @@ func (p *Policy) watch(stop <-chan struct{}, interval time.Duration, last [sha25
 			continue
 		}
 		compiled, more, err := policy.Compile(cfg)
-		if err == nil && compiled.HasImmutableTags() && p.tokenEndpoint.Load() {
-			err = errImmutableInTokenMode(p.Name)
+		if err == nil {
+			err = p.servable(compiled)
 		}
 		if err != nil {
 			failed = digest

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 	"github.com/regauth/caddy-registry-auth/oidc"
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
@@ -262,7 +263,7 @@ func (a *OIDCAuthenticator) Authenticate(ctx context.Context, name, password str
 		return Identity{}, ErrUnknownUser
 	}
 	if a.UserName != "" && name != a.UserName {
-		return a.refuse(fmt.Errorf("user name %q, want %q", truncate(name, 128), a.UserName))
+		return a.refuse(fmt.Errorf("user name %q, want %q", clip.String(name, 128), a.UserName))
 	}
 	tok, err := a.verifier.Verify(ctx, password, time.Now())
 	switch {

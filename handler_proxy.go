@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -214,7 +215,7 @@ func (h *ProxyHandler) deny(w http.ResponseWriter, r *http.Request, user, msg, r
 		zap.Int("status", http.StatusForbidden),
 		zap.String("reason", msg),
 		zap.String("rules", rules),
-		zap.String("user", truncate(user, 128)),
+		zap.String("user", clip.String(user, 128)),
 		zap.String("client_ip", clientIP(r)),
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path))

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 	"github.com/regauth/caddy-registry-auth/policy"
 	"github.com/regauth/caddy-registry-auth/token"
 )
@@ -311,7 +312,7 @@ func (h *TokenHandler) log(r *http.Request, req *tokenRequest, d decision, outco
 		zap.String("service", d.service),
 	}
 	if req != nil {
-		fields = append(fields, zap.String("user", truncate(req.user, 128)))
+		fields = append(fields, zap.String("user", clip.String(req.user, 128)))
 	}
 	if d.origin != "" {
 		// The name the issuer's token mapped to, and the issuer: the Basic

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 )
 
 // Errors of Keys.For.
@@ -304,11 +306,11 @@ func DiscoveredKeys(client *http.Client, issuer string, allowed func(*url.URL) e
 			return nil, fmt.Errorf("%s: %v", discovery, err)
 		}
 		if doc.Issuer != issuer {
-			return nil, fmt.Errorf("%s names the issuer %q, not %q", discovery, truncate(doc.Issuer, 200), issuer)
+			return nil, fmt.Errorf("%s names the issuer %q, not %q", discovery, clip.String(doc.Issuer, 200), issuer)
 		}
 		u, err := url.Parse(doc.JWKSURI)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("%s: jwks_uri %q is not an absolute URL", discovery, truncate(doc.JWKSURI, 200))
+			return nil, fmt.Errorf("%s: jwks_uri %q is not an absolute URL", discovery, clip.String(doc.JWKSURI, 200))
 		}
 		if err := allowed(u); err != nil {
 			return nil, fmt.Errorf("%s: jwks_uri: %v", discovery, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 )
 
 // A Path names a claim, possibly inside objects: "repository", or
@@ -145,7 +147,7 @@ func ParseTemplate(s string) (Template, error) {
 			break
 		}
 		if !strings.HasPrefix(rest, placeholderStart) {
-			return Template{}, fmt.Errorf("template %q: want {claims.<name>} at %q (braces only enclose claims)", s, truncate(rest, 20))
+			return Template{}, fmt.Errorf("template %q: want {claims.<name>} at %q (braces only enclose claims)", s, clip.String(rest, 20))
 		}
 		end := closingBrace(rest)
 		if end < 0 {
@@ -173,13 +175,6 @@ func closingBrace(s string) int {
 		}
 	}
 	return -1
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // String is the template's text, which ParseTemplate reads back.
@@ -298,7 +293,7 @@ func (r Requirement) Check(claims map[string]any) error {
 	case !ok:
 		return fmt.Errorf("required claim %s is %s, not a string", r.Path, jsonType(v))
 	case s != r.Value:
-		return fmt.Errorf("required claim %s is %q, not %q", r.Path, truncate(s, 128), r.Value)
+		return fmt.Errorf("required claim %s is %q, not %q", r.Path, clip.String(s, 128), r.Value)
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/regauth/caddy-registry-auth/internal/clip"
 )
 
 // Algorithms are those a token may be signed with: RSA and ECDSA
@@ -83,7 +85,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, now time.Time) (*Toke
 	case errors.Is(err, ErrKeysUnavailable):
 		return nil, err
 	case err != nil:
-		return nil, fmt.Errorf("%w: key id %q: %v", ErrInvalid, truncate(header.KeyID, 64), err)
+		return nil, fmt.Errorf("%w: key id %q: %v", ErrInvalid, clip.String(header.KeyID, 64), err)
 	}
 	var std jwt.Claims
 	var all map[string]any
@@ -134,7 +136,7 @@ func fits(key jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 func (v *Verifier) checkClaims(c jwt.Claims, now time.Time) error {
 	switch {
 	case c.Issuer != v.Issuer:
-		return fmt.Errorf("issuer %q, want %q", truncate(c.Issuer, 200), v.Issuer)
+		return fmt.Errorf("issuer %q, want %q", clip.String(c.Issuer, 200), v.Issuer)
 	case c.Expiry == nil:
 		return errors.New("no exp")
 	case c.IssuedAt == nil:
@@ -145,7 +147,7 @@ func (v *Verifier) checkClaims(c jwt.Claims, now time.Time) error {
 	err := c.ValidateWithLeeway(jwt.Expected{Issuer: v.Issuer, AnyAudience: jwt.Audience{v.Audience}, Time: now}, Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return fmt.Errorf("audience %q, want %q", truncate(strings.Join(c.Audience, " "), 200), v.Audience)
+		return fmt.Errorf("audience %q, want %q", clip.String(strings.Join(c.Audience, " "), 200), v.Audience)
 	case err != nil:
 		return err
 	}

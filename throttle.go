@@ -1,8 +1,6 @@
 package registryauth
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/regauth/caddy-registry-auth/internal/expiring"
+	"github.com/regauth/caddy-registry-auth/policy"
 )
 
 // ThrottleConfig bounds password guessing. THROTTLE.md is its threat model:
@@ -121,7 +120,7 @@ func (l throttleLimits) guessBound(addresses int) int {
 // A nil throttle admits everything.
 type throttle struct {
 	throttleLimits
-	key [32]byte // keys the digests of wrong passwords
+	keys *policy.Keyer // digests the passwords guessed
 
 	mu        sync.Mutex
 	pairs     *expiring.Map[string, *pairRecord]
@@ -164,8 +163,7 @@ type mark[T comparable] struct {
 }
 
 func newThrottle(l throttleLimits, max int) *throttle {
-	t := &throttle{throttleLimits: l}
-	_, _ = rand.Read(t.key[:])
+	t := &throttle{throttleLimits: l, keys: policy.NewKeyer()}
 	// What the throttle is for stays longest when a table is full:
 	// locked pairs and checks in flight, attacked accounts, sprayers.
 	t.pairs = expiring.New[string](max, func(p *pairRecord, now time.Time) bool {
@@ -190,11 +188,9 @@ func (t *throttle) newAttempt(ip, account, password string, binding []byte) atte
 	if t == nil {
 		return attempt{}
 	}
-	m := hmac.New(sha256.New, t.key[:])
-	fmt.Fprintf(m, "%d:%s%d:%s", len(account), account, len(password), password)
-	m.Write(binding)
 	var g guess
-	copy(g[:], m.Sum(nil))
+	key := t.keys.Key(account, password, binding)
+	copy(g[:], key[:])
 	return attempt{address: addressKey(ip), account: userKey(account), guess: g}
 }
 

@@ -27,13 +27,48 @@ import (
 type CredentialCache struct {
 	ttl     time.Duration
 	entries *expiring.Map[CacheKey, remembered]
-	// macs are HMACs under the cache's key, reused: a key is computed on
-	// every login, and a new HMAC costs more than the hashing.
-	macs sync.Pool
+	keys    *Keyer
 }
 
 // CacheKey identifies one set of credentials checked against one binding.
 type CacheKey [sha256.Size]byte
+
+// Keyer digests credentials with an HMAC under a random key that never
+// leaves the process: what the credential cache and the login throttle
+// know a password by, never the password itself.
+type Keyer struct {
+	// macs are HMACs under the key, reused: a digest is computed on
+	// every login, and a new HMAC costs more than the hashing.
+	macs sync.Pool
+}
+
+// NewKeyer makes a Keyer with a key of its own.
+func NewKeyer() *Keyer {
+	var key [32]byte
+	_, _ = rand.Read(key[:]) // crypto/rand.Read never fails since Go 1.24
+	k := &Keyer{}
+	k.macs.New = func() any { return hmac.New(sha256.New, key[:]) }
+	return k
+}
+
+// Key is the digest of name and password checked against binding.
+func (k *Keyer) Key(name, password string, binding []byte) CacheKey {
+	m := k.macs.Get().(hash.Hash)
+	defer k.macs.Put(m)
+	m.Reset()
+	// Lengths first, so that no two different triples run together alike.
+	var lens [12]byte
+	for i, n := range []int{len(name), len(password), len(binding)} {
+		binary.BigEndian.PutUint32(lens[4*i:], uint32(n))
+	}
+	m.Write(lens[:])
+	m.Write([]byte(name))
+	m.Write([]byte(password))
+	m.Write(binding)
+	var out CacheKey
+	m.Sum(out[:0])
+	return out
+}
 
 // CacheMaxAge bounds how long a check is remembered in all, however often
 // it is used: then it is checked again.
@@ -51,30 +86,12 @@ type remembered struct {
 // NewCredentialCache makes a cache whose entries live for ttl, holding at
 // most max of them.
 func NewCredentialCache(ttl time.Duration, max int) *CredentialCache {
-	var key [32]byte
-	_, _ = rand.Read(key[:]) // crypto/rand.Read never fails since Go 1.24
-	c := &CredentialCache{ttl: ttl, entries: expiring.New[CacheKey, remembered](max, nil)}
-	c.macs.New = func() any { return hmac.New(sha256.New, key[:]) }
-	return c
+	return &CredentialCache{ttl: ttl, entries: expiring.New[CacheKey, remembered](max, nil), keys: NewKeyer()}
 }
 
 // Key is the cache key of name and password checked against binding.
 func (c *CredentialCache) Key(name, password string, binding []byte) CacheKey {
-	m := c.macs.Get().(hash.Hash)
-	defer c.macs.Put(m)
-	m.Reset()
-	// Lengths first, so that no two different triples run together alike.
-	var lens [12]byte
-	for i, n := range []int{len(name), len(password), len(binding)} {
-		binary.BigEndian.PutUint32(lens[4*i:], uint32(n))
-	}
-	m.Write(lens[:])
-	m.Write([]byte(name))
-	m.Write([]byte(password))
-	m.Write(binding)
-	var out CacheKey
-	m.Sum(out[:0])
-	return out
+	return c.keys.Key(name, password, binding)
 }
 
 // Recall reports whether a check of k succeeded recently, with the

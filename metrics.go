@@ -2,7 +2,6 @@ package registryauth
 
 import (
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,7 +9,8 @@ import (
 
 // metrics are the plugin's Prometheus collectors, served with Caddy's own
 // on the admin endpoint's /metrics. Every label takes a value from a small
-// fixed set: never a user, repository or path.
+// fixed set, or names a policy or an owner module of the config: never a
+// user, repository or path.
 var metrics struct {
 	once          sync.Once
 	tokenRequests *prometheus.CounterVec   // outcome
@@ -54,7 +54,17 @@ var counters = []struct {
 // children are the counters of every label value, made once: counting on
 // every request then costs a map lookup and an atomic add, not the
 // hashing of the label that CounterVec does.
-var children = map[*prometheus.CounterVec]map[string]prometheus.Counter{}
+var children = map[*prometheus.CounterVec]map[labelValues]prometheus.Counter{}
+
+// labelValues are a counter's label values (it has one or two), a map key
+// made without allocating.
+type labelValues [2]string
+
+func labelsOf(values []string) labelValues {
+	var l labelValues
+	copy(l[:], values)
+	return l
+}
 
 // gauges are the plugin's gauges of the signing keys, each labelled with
 // the policy's name and set whenever a policy's keys load or change.
@@ -76,9 +86,9 @@ func createMetrics() {
 	metrics.once.Do(func() {
 		for _, c := range counters {
 			*c.dst = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: c.name, Help: c.help}, c.labels)
-			children[*c.dst] = map[string]prometheus.Counter{}
+			children[*c.dst] = map[labelValues]prometheus.Counter{}
 			for _, vals := range combinations(c.values) {
-				children[*c.dst][strings.Join(vals, "\x00")] = (*c.dst).WithLabelValues(vals...)
+				children[*c.dst][labelsOf(vals)] = (*c.dst).WithLabelValues(vals...)
 			}
 		}
 		for _, g := range gauges {
@@ -118,11 +128,7 @@ func count(v *prometheus.CounterVec, labels ...string) {
 	if v == nil {
 		return
 	}
-	key := labels[0]
-	if len(labels) > 1 {
-		key = strings.Join(labels, "\x00")
-	}
-	if c, ok := children[v][key]; ok {
+	if c, ok := children[v][labelsOf(labels)]; ok {
 		c.Inc()
 		return
 	}

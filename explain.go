@@ -3,6 +3,7 @@ package registryauth
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/regauth/caddy-registry-auth/policy"
@@ -78,6 +79,9 @@ func explainRefusal(snap *policy.Compiled, id Identity, want token.Scope) string
 // refusedRules explains, for the audit line, each requested scope that
 // was not granted in full; "" when everything was.
 func refusedRules(snap *policy.Compiled, id Identity, requested, granted []token.Scope) string {
+	if slices.Equal(requested, granted) {
+		return "" // all granted: the usual case, and nothing to explain
+	}
 	got := map[token.Scope]bool{}
 	for _, g := range granted {
 		got[g] = true

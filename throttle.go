@@ -88,21 +88,6 @@ func limitsFor(failures int, window time.Duration) throttleLimits {
 	}
 }
 
-// guessBound is the most wrong guesses at one account whose check can run
-// in any hour, from `addresses` addresses (negative: any number).
-// THROTTLE.md derives it.
-func (l throttleLimits) guessBound(addresses int) int {
-	free := l.accountFree + int(float64(l.accountFree)*time.Hour.Seconds()/l.window.Seconds())
-	fresh := 2 * l.freshPerHour // a full bucket, and an hour of refill
-	if addresses >= 0 {
-		// An address is new to the account again only an hour after its
-		// last wrong guess there.
-		fresh = min(fresh, addresses*int(time.Hour/l.memory))
-	}
-	gated := int(time.Hour/l.accountGate) + int(l.maxWait/l.accountGate) + 1
-	return free + fresh + gated
-}
-
 // throttle slows password guessing without ever refusing a right password
 // because of other clients' failures. It keeps, in bounded tables:
 //   - per account and address (a pair): the last distinct wrong passwords

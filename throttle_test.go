@@ -394,3 +394,18 @@ func TestCachedLoginRenewsTrust(t *testing.T) {
 		t.Fatal("a cached login did not renew the trust")
 	}
 }
+
+// guessBound is the most wrong guesses at one account whose check can run
+// in any hour, from `addresses` addresses (negative: any number).
+// THROTTLE.md derives it; the tests hold the throttle to it.
+func (l throttleLimits) guessBound(addresses int) int {
+	free := l.accountFree + int(float64(l.accountFree)*time.Hour.Seconds()/l.window.Seconds())
+	fresh := 2 * l.freshPerHour // a full bucket, and an hour of refill
+	if addresses >= 0 {
+		// An address is new to the account again only memory after its
+		// last wrong guess there: in an hour, once per started memory.
+		fresh = min(fresh, addresses*int((time.Hour+l.memory-1)/l.memory))
+	}
+	gated := int(time.Hour/l.accountGate) + int(l.maxWait/l.accountGate) + 1
+	return free + fresh + gated
+}

@@ -114,7 +114,14 @@ func (c *CredentialCache) Recall(k CacheKey, now time.Time) (id Identity, ok boo
 // credential is worth nothing. When full the cache drops arbitrary
 // entries: a dropped entry only costs one more check.
 func (c *CredentialCache) Remember(k CacheKey, id Identity, sliding bool, notAfter, now time.Time) {
+	// The cache keeps its own copy: what the caller does with id later
+	// never changes what a later Recall returns.
 	id.Groups = append([]string(nil), id.Groups...)
+	if id.Origin != nil {
+		o := *id.Origin
+		o.Groups = append([]string(nil), o.Groups...)
+		id.Origin = &o
+	}
 	r := remembered{checked: now, sliding: sliding && notAfter.IsZero(), id: id}
 	until := now.Add(c.ttl)
 	if !notAfter.IsZero() && notAfter.Before(until) {

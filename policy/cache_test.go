@@ -48,6 +48,22 @@ func TestCredentialCacheExpiresAndIsBounded(t *testing.T) {
 
 // An entry a source's success made (sliding false) is never extended:
 // a password changed at that source cannot be seen here.
+// TestCredentialCacheKeepsItsOwnCopy: changing the identity a caller
+// remembered, its groups or its origin's, never changes what the cache
+// answers later.
+func TestCredentialCacheKeepsItsOwnCopy(t *testing.T) {
+	c := NewCredentialCache(time.Minute, 10)
+	now := time.Now()
+	id := Identity{Name: "ci", Groups: []string{"acme"}, Origin: &Origin{Issuer: "https://i", Groups: []string{"acme"}}}
+	k := c.Key("ci", "token", nil)
+	c.Remember(k, id, false, time.Time{}, now)
+	id.Groups[0], id.Origin.Groups[0], id.Origin.Issuer = "admins", "admins", "https://other"
+	got, ok := c.Recall(k, now)
+	if !ok || got.Groups[0] != "acme" || got.Origin.Groups[0] != "acme" || got.Origin.Issuer != "https://i" {
+		t.Fatalf("recalled %+v, origin %+v", got, got.Origin)
+	}
+}
+
 func TestCredentialCacheExternalEntriesLiveOneTTL(t *testing.T) {
 	c := NewCredentialCache(time.Minute, 10)
 	now := time.Now()

@@ -108,23 +108,7 @@ type Reason struct {
 // Explain is Decide with its reasons: every matching rule that gives or
 // takes away an action on want's resource, in the order written.
 func (r *Rules) Explain(id Identity, want token.Scope) (granted token.Actions, reasons []Reason) {
-	var allowed, denied token.Actions
-	for i := range r.list {
-		c := &r.list[i]
-		if !c.who.match(id) {
-			continue
-		}
-		a := c.holds(want, id.Name)
-		if a == 0 {
-			continue
-		}
-		if c.deny {
-			denied |= a
-		} else {
-			allowed |= a
-		}
-		reasons = append(reasons, Reason{Origin: c.origin, Deny: c.deny, Actions: a})
-	}
+	allowed, denied := r.decide(id, want, &reasons)
 	return Limit(allowed, denied) & want.Actions, reasons
 }
 
@@ -146,15 +130,28 @@ func (r *Rules) Authorize(id Identity, requested []token.Scope) []token.Scope {
 // Decide returns the actions on want's resource that id's matching allow
 // rules give and those its matching deny rules take away.
 func (r *Rules) Decide(id Identity, want token.Scope) (allowed, denied token.Actions) {
+	return r.decide(id, want, nil)
+}
+
+// decide is Decide, and Explain when reasons is not nil: every matching
+// rule that gives or takes away an action is appended to it.
+func (r *Rules) decide(id Identity, want token.Scope, reasons *[]Reason) (allowed, denied token.Actions) {
 	for i := range r.list {
 		c := &r.list[i]
 		if !c.who.match(id) {
 			continue
 		}
-		if a := c.holds(want, id.Name); c.deny {
+		a := c.holds(want, id.Name)
+		if a == 0 {
+			continue
+		}
+		if c.deny {
 			denied |= a
 		} else {
 			allowed |= a
+		}
+		if reasons != nil {
+			*reasons = append(*reasons, Reason{Origin: c.origin, Deny: c.deny, Actions: a})
 		}
 	}
 	return allowed, denied

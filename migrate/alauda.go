@@ -227,7 +227,7 @@ func alaudaRuleOf(n *notes, where string, r alaudaRule) (p alaudaParsed, err err
 		if wide && p.acts != 0 {
 			n.info("%s.target: alauda finds the regex anywhere in the name (foo matches xfooy/bar), and so does %s here; it probably grants on more names than meant: anchor it (^...$) to tighten it", where, p.res)
 		}
-	case literalResource(r.Target) == "":
+	case !token.ValidRepositoryName(r.Target):
 		n.info("%s.target: %q is no valid repository name: rule dropped", where, r.Target)
 	default:
 		p.res = r.Target

@@ -456,7 +456,7 @@ func (c *daConv) symbolic(p daParsed, userGlob string) ([]clause, error) {
 		cl.allow, cl.deny, cl.catalog = []string{"**"}, []string{"**"}, true
 	case userGlob != "":
 		if c.accountIsName(p) {
-			if lit, _ := literalGlob(*p.account); lit != "" && literalResource(lit) == lit {
+			if lit, _ := literalGlob(*p.account); lit != "" && literalPattern(lit) == lit {
 				userGlob = strings.ReplaceAll(userGlob, policy.UserPlaceholder, lit) // one user: say who
 			}
 		}

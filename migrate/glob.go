@@ -274,7 +274,7 @@ func anywhere(re string) (expr string, wide bool) {
 		}
 		// The anchors taken off as text must be those of the tree.
 		rest := &syntax.Regexp{Op: syntax.OpConcat, Sub: subs, Flags: t.Flags}
-		if u, err := syntax.Parse(body, syntax.Perl); err != nil || (begin || end) && sameRegexp(u, rest) != nil {
+		if u, err := syntax.Parse(body, syntax.Perl); err != nil || (begin || end) && !sameRegexp(u, rest) {
 			body, begin, end = re, false, false
 		}
 	}
@@ -293,18 +293,15 @@ func anywhere(re string) (expr string, wide bool) {
 	return body, false
 }
 
-// sameRegexp reports (as an error) whether two parsed expressions differ.
-func sameRegexp(a, b *syntax.Regexp) error {
+// sameRegexp reports whether two parsed expressions are the same.
+func sameRegexp(a, b *syntax.Regexp) bool {
 	if len(b.Sub) == 1 {
 		b = b.Sub[0]
 	}
 	if len(b.Sub) == 0 && b.Op == syntax.OpConcat {
 		b = &syntax.Regexp{Op: syntax.OpEmptyMatch}
 	}
-	if a.Simplify().String() != b.Simplify().String() {
-		return fmt.Errorf("differ")
-	}
-	return nil
+	return a.Simplify().String() == b.Simplify().String()
 }
 
 // literalPrefix returns what every name a whole-name expression matches
@@ -367,9 +364,9 @@ func daName(p string) (nameRes, error) {
 	return nameRes{allow: allow, deny: deny, slash: slash, catalog: daMatch(p, token.CatalogName)}, nil
 }
 
-// literalResource is the resource matching exactly one name: the name
-// itself, or "" for a name that is not a valid repository name's.
-func literalResource(name string) string {
+// literalPattern is the pattern matching exactly name: name itself, or ""
+// when it holds a character our patterns do not take literally.
+func literalPattern(name string) string {
 	for i := 0; i < len(name); i++ {
 		if !token.NameChar(name[i]) {
 			return ""

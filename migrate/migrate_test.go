@@ -334,6 +334,14 @@ var warningCases = []struct {
 		warning: `auths["u"][1].target: alauda finds the regex anywhere in the name`,
 	},
 	{
+		// A registry never serves a name with upper case or an empty
+		// component: no rule is written for one.
+		name:   "alauda targets that are no repository name",
+		format: Alauda, config: "users: {u: " + hashBob + "}\nauths: {u: [{target: a/b, actions: [pull]}, {target: App/Web, actions: [push]}, {target: 'a//b', actions: [push]}]}",
+		rules:   []string{"allow user:u pull a/b"},
+		warning: `auths["u"][1].target: "App/Web" is no valid repository name: rule dropped`,
+	},
+	{
 		name:   "alauda anchored regex and the empty one",
 		format: Alauda, config: "users: {u: " + hashBob + "}\nauths: {u: [{target: '^a/.*$', useRegexp: true, actions: [pull]}, {target: '', useRegexp: true, actions: [push]}]}",
 		rules:   []string{"allow user:u pull regexp:a/.*", "allow user:u push regexp:.*"},

@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/regauth/caddy-registry-auth/internal/bounded"
 )
 
 // HTTPService is an external HTTP service that an authenticator or
@@ -97,12 +98,9 @@ func (s *HTTPService) post(ctx context.Context, authorization string, body []byt
 		return 0, nil, fmt.Errorf("%s: %v", s.where, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendAnswer+1))
+	data, err := bounded.Read(resp.Body, maxBackendAnswer)
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("%s: reading the answer: %v", s.where, err)
-	}
-	if len(data) > maxBackendAnswer {
-		return resp.StatusCode, nil, fmt.Errorf("%s: the answer is larger than %d bytes", s.where, maxBackendAnswer)
 	}
 	return resp.StatusCode, data, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/regauth/caddy-registry-auth/internal/bounded"
 	"github.com/regauth/caddy-registry-auth/migrate"
 	"github.com/regauth/caddy-registry-auth/policy"
 )
@@ -275,11 +276,11 @@ func readBounded(path string) ([]byte, error) {
 // readAllBounded reads what a policy file may hold from r, named name in
 // the error.
 func readAllBounded(r io.Reader, name string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxPolicyFileSize+1))
-	if err == nil && len(data) > maxPolicyFileSize {
-		err = fmt.Errorf("%s: larger than %d bytes", name, maxPolicyFileSize)
+	data, err := bounded.Read(r, maxPolicyFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
 	}
-	return data, err
+	return data, nil
 }
 
 // parsePolicyFile reads one file of a format.

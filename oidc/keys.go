@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/regauth/caddy-registry-auth/internal/bounded"
 	"github.com/regauth/caddy-registry-auth/internal/clip"
 )
 
@@ -343,12 +344,9 @@ func get(ctx context.Context, client *http.Client, target string) ([]byte, error
 }
 
 func readBounded(r io.Reader, what string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxDocument+1))
-	switch {
-	case err != nil:
+	data, err := bounded.Read(r, maxDocument)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %v", what, err)
-	case len(data) > maxDocument:
-		return nil, fmt.Errorf("%s is larger than %d bytes", what, maxDocument)
 	}
 	return data, nil
 }

@@ -56,3 +56,30 @@ func FuzzParseTemplate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPeek: whatever a client sends as a password, Peek answers without a
+// panic; it says ok only for three dot-separated parts whose middle one
+// decodes, and then reports an expiry that is zero or a real time.
+func FuzzPeek(f *testing.F) {
+	for _, seed := range []string{
+		"", "hunter2", "eyJ", "eyJ.e30.", "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2kiLCJzdWIiOiJzIiwiZXhwIjo5OTk5OTk5OTk5fQ.c2ln",
+		"eyJ.eyJleHAiOi0xfQ.x", "eyJ.eyJleHAiOjFlMzAwfQ.x", "eyJ.eyJzdWIiOjd9.x", "eyJ.bnVsbA.x", "eyJ.W10.x", "eyJ.%%%.x",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, ok := Peek(raw)
+		if !ok {
+			if p != (Peeked{}) {
+				t.Fatalf("refused, yet it says %+v", p)
+			}
+			return
+		}
+		if parts := strings.Split(raw, "."); len(parts) != 3 || !strings.HasPrefix(raw, "eyJ") || len(raw) > MaxTokenSize {
+			t.Fatalf("%q peeked as a token", raw)
+		}
+		if !p.Expiry.IsZero() && (p.Expiry.Unix() <= 0 || p.Expiry.Unix() >= maxUnixTime) {
+			t.Fatalf("expiry %v", p.Expiry)
+		}
+	})
+}

@@ -32,9 +32,10 @@ func loadCaddyfile(t *testing.T, caddyfile string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	// The reload closed the server's idle keep-alive connections; a POST
 	// sent on one of them would fail without a retry. The tests after a
-	// reload start on fresh connections (TestReloadUnderLoad looks at that
-	// race on purpose).
+	// reload start on fresh connections, once the old listeners are gone
+	// (TestReloadUnderLoad looks at these races on purpose).
 	http.DefaultClient.CloseIdleConnections()
+	waitReloadSettled(t, caddyPorts(caddyfile))
 	return resp.StatusCode, string(body)
 }
 

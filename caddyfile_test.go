@@ -15,7 +15,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-var update = flag.Bool("update", false, "rewrite the JSON half of the golden adapt files")
+var update = flag.Bool("update", false, "rewrite the second half of the golden Caddyfile files from what the code gives")
 
 // adapt runs the Caddyfile adapter on text and returns indented JSON.
 func adapt(t *testing.T, text string) (string, error) {
@@ -34,13 +34,28 @@ func adapt(t *testing.T, text string) (string, error) {
 // TestCaddyfileAdapt checks each golden file in testdata/caddyfile_adapt:
 // a Caddyfile, a line of dashes, and the JSON it must adapt to.
 func TestCaddyfileAdapt(t *testing.T) {
-	files, _ := filepath.Glob("testdata/caddyfile_adapt/*.caddyfiletest")
-	if len(files) == 0 {
-		t.Fatal("no golden files found")
+	eachGolden(t, "testdata/caddyfile_adapt", 1, func(t *testing.T, caddyfile string) string {
+		got, err := adapt(t, caddyfile)
+		if err != nil {
+			t.Fatalf("adapting: %v", err)
+		}
+		return got
+	})
+}
+
+// eachGolden runs check, in a subtest, on every *.caddyfiletest file in
+// dir (at least atLeast of them): a Caddyfile, a line of dashes, and what
+// check must return for that Caddyfile. With -update the second half is
+// rewritten from what check returned.
+func eachGolden(t *testing.T, dir string, atLeast int, check func(t *testing.T, caddyfile string) string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.caddyfiletest"))
+	if len(files) < atLeast {
+		t.Fatalf("found %d golden files in %s, want at least %d", len(files), dir, atLeast)
 	}
 	const sep = "\n----------\n"
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".caddyfiletest"), func(t *testing.T) {
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
@@ -49,10 +64,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s has no %q separator", f, strings.TrimSpace(sep))
 			}
-			got, err := adapt(t, caddyfile)
-			if err != nil {
-				t.Fatalf("adapting: %v", err)
-			}
+			got := check(t, caddyfile)
 			if *update {
 				if err := os.WriteFile(f, []byte(caddyfile+sep+got+"\n"), 0o644); err != nil {
 					t.Fatal(err)
@@ -60,7 +72,7 @@ func TestCaddyfileAdapt(t *testing.T) {
 				return
 			}
 			if strings.TrimSpace(got) != strings.TrimSpace(want) {
-				t.Errorf("adapted JSON differs from the golden file.\ngot:\n%s\nwant:\n%s", got, want)
+				t.Errorf("differs from %s\ngot:\n%s\nwant:\n%s", f, got, strings.TrimSpace(want))
 			}
 		})
 	}
